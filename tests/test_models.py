@@ -1,0 +1,59 @@
+"""Parameter counts against the formula, seeding and the model names."""
+import pytest
+import torch
+
+from helpers.models import MLP, STRUCTURES, SmallCNN, build, count_parameters
+
+
+def mlp_formula(hidden: tuple[int, ...]) -> int:
+    sizes = [784, *hidden, 10]
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+@pytest.mark.parametrize("hidden", [(512, 512), (1024, 1024), (512, 512, 512, 512), (7,), (3, 5, 11)])
+def test_mlp_parameter_count_matches_formula(hidden):
+    assert count_parameters(MLP(hidden)) == mlp_formula(hidden)
+
+
+def test_base_mlp_is_the_demo_network():
+    model = build("base")
+    assert count_parameters(model) == 669_706
+    layers = [type(m).__name__ for m in model.linear_relu_stack]
+    assert layers == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_presets_are_deeper_and_wider_than_base():
+    assert len(STRUCTURES["deeper"]) > len(STRUCTURES["base"])
+    assert min(STRUCTURES["wider"]) > max(STRUCTURES["base"])
+
+
+def test_cnn_parameter_count_matches_formula_and_is_below_base_mlp():
+    c1, c2, c3 = 8, 16, 24
+    convs = 9 * (1 * c1 + c1 * c2 + c2 * c3)          # 3x3 kernels, no bias (BatchNorm follows)
+    batchnorm = 2 * (c1 + c2 + c3)                     # weight and bias per channel
+    head = (c3 * 7 * 7 + 1) * 10                       # flattened 7x7 maps to 10 logits
+    model = SmallCNN((c1, c2, c3))
+    assert count_parameters(model) == convs + batchnorm + head
+    assert count_parameters(build("cnn")) < 669_706
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_count_parameters_skips_frozen_parameters():
+    model = MLP((4,))
+    model.linear_relu_stack[0].weight.requires_grad_(False)
+    assert count_parameters(model) == mlp_formula((4,)) - 784 * 4
+
+
+def test_build_is_seeded_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b, c = build("base", seed=1), build("base", seed=1), build("base", seed=2)
+    assert torch.equal(torch.get_rng_state(), state)
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(next(a.parameters()), next(c.parameters()))
+
+
+def test_unknown_model_name_is_a_value_error():
+    with pytest.raises(ValueError, match="model='resnet'"):
+        build("resnet")
