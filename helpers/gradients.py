@@ -15,11 +15,11 @@ def gradient_means(model: nn.Module) -> tuple[float, float, dict[str, float]]:
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad or parameter.grad is None:
             continue
-        grad = parameter.grad.detach().double()
+        grad = parameter.grad.detach()
         layer = name.rpartition(".")[0]  # "linear_relu_stack.0.weight" -> "linear_relu_stack.0"
-        grad_sum = float(grad.sum())
+        grad_sum = float(grad.sum(dtype=torch.float64))  # float64 sums: the signed mean is a small difference
         total += grad_sum
-        total_abs += float(grad.abs().sum())
+        total_abs += float(grad.abs().sum(dtype=torch.float64))
         count += grad.numel()
         layer_sum[layer] = layer_sum.get(layer, 0.0) + grad_sum
         layer_count[layer] = layer_count.get(layer, 0) + grad.numel()

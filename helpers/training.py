@@ -79,8 +79,8 @@ class History:
             diverged=self.diverged and (self.diverged_step or 0) <= steps,
             diverged_step=self.diverged_step if (self.diverged_step or 0) <= steps else None,
             stop_reason="diverged" if self.diverged and (self.diverged_step or 0) <= steps else "epochs",
-            epoch_train_target=_first_reaching(self.train_accuracy[:n], target),
-            epoch_test_target=_first_reaching(self.test_accuracy[:n], target),
+            epoch_train_target=first_reaching(self.train_accuracy[:n], target),
+            epoch_test_target=first_reaching(self.test_accuracy[:n], target),
             confusion=self.confusion if n == self.epochs else None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,8 +200,8 @@ def fit(model: nn.Module, data: FashionMNIST, *, epochs: int, lr: float, batch_s
         history.eval_seconds.append(time.perf_counter() - start)
         history.test_loss.append(test_loss)
         history.test_accuracy.append(test_accuracy)
-        history.epoch_train_target = _first_reaching(history.train_accuracy, target_accuracy)
-        history.epoch_test_target = _first_reaching(history.test_accuracy, target_accuracy)
+        history.epoch_train_target = first_reaching(history.train_accuracy, target_accuracy)
+        history.epoch_test_target = first_reaching(history.test_accuracy, target_accuracy)
         bar.set_postfix(epoch=epoch, test_acc=f"{test_accuracy:.3f}")
         if stop_at_target and epoch >= min_epochs:
             if history.epoch_train_target and history.epoch_test_target:
@@ -242,8 +242,8 @@ def confusion_matrix(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     return torch.bincount(labels.cpu() * n + predicted.cpu(), minlength=n * n).reshape(n, n)
 
 
-def _first_reaching(values: list[float], target: float | None) -> int | None:
-    """1-based index of the first value >= target, or None."""
+def first_reaching(values: list[float], target: float | None) -> int | None:
+    """1-based index (epoch) of the first value >= target, or None."""
     if target is None:
         return None
     return next((i + 1 for i, v in enumerate(values) if v >= target), None)

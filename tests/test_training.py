@@ -7,7 +7,7 @@ import torch
 
 from conftest import synthetic_data
 from helpers.models import MLP, build
-from helpers.training import CHANCE_PATIENCE, History, _first_reaching, fit
+from helpers.training import CHANCE_PATIENCE, History, first_reaching, fit
 
 
 def small_fit(data, **kwargs):
@@ -37,10 +37,10 @@ def test_huge_learning_rate_is_reported_as_diverged_not_raised(data):
     json.dumps(history.to_dict(), allow_nan=False)  # no NaN reaches the results file
 
 
-def test_first_reaching_is_one_based_and_none_when_missed():
-    assert _first_reaching([0.5, 0.9, 0.95], 0.9) == 2
-    assert _first_reaching([0.5, 0.89], 0.9) is None
-    assert _first_reaching([0.5], None) is None
+def testfirst_reaching_is_one_based_and_none_when_missed():
+    assert first_reaching([0.5, 0.9, 0.95], 0.9) == 2
+    assert first_reaching([0.5, 0.89], 0.9) is None
+    assert first_reaching([0.5], None) is None
 
 
 def test_target_epochs_and_stop_at_target(data):
