@@ -166,3 +166,18 @@ def test_minibatches_cover_every_sample_once_per_epoch():
 def test_first_of_distinct_classes():
     from helpers.data import first_of_distinct_classes
     assert first_of_distinct_classes(torch.tensor([9, 0, 0, 3, 9, 2]), 3) == [0, 1, 3]
+
+
+def test_failed_download_lists_the_ways_and_the_download_error(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: [Errno -3] name resolution failed")
+    monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
+    monkeypatch.setattr(data_module, "DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DatasetError) as error:
+        prepare(tmp_path / "data", download=True)
+    message = str(error.value)
+    assert "download failed" in message and "apt-get install dataset-fashion-mnist" in message
+    assert "name resolution failed" in message and "Traceback" not in message

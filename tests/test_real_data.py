@@ -1,0 +1,28 @@
+"""The real Fashion-MNIST, as `make test` prepares it in data/: shapes, dtypes, balance, the CLI line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from helpers.data import CLASS_NAMES, load_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_real_data_shapes_dtypes_and_classes():
+    data = load_fashion_mnist(ROOT / "data", download=False)
+    assert data.train_images.shape == (60000, 1, 28, 28) and data.test_images.shape == (10000, 1, 28, 28)
+    assert data.train_images.dtype == torch.float32 and data.train_labels.dtype == torch.int64
+    assert 0.0 == float(data.train_images.min()) and float(data.train_images.max()) == 1.0
+    assert torch.bincount(data.train_labels).tolist() == [6000] * 10
+    assert torch.bincount(data.test_labels).tolist() == [1000] * 10
+    assert len(CLASS_NAMES) == 10 and CLASS_NAMES[9] == "Ankle boot"
+    assert data.train_labels[:3].tolist() == [9, 0, 0]  # the published file order (ankle boot first)
+
+
+def test_cli_prints_the_ok_line_on_real_data():
+    result = subprocess.run([sys.executable, "-m", "helpers.data", "--no-download"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Fashion-MNIST OK: 60000 train, 10000 test, 10 classes (source: ")
