@@ -26,7 +26,7 @@ data: $(INSTALLED)
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (about 15 min on 2 CPU cores; from cached results/ about 1 min)"
+	@echo "Executing $(NOTEBOOK) with the full profile (about 16 min on 2 CPU cores; from cached results/ under 1 min)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
 
