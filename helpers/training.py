@@ -132,14 +132,13 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
 
 def fit(model: nn.Module, data: FashionMNIST, *, epochs: int, lr: float, batch_size: int = 64,
         optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0,
-        schedule: str = "constant", label_smoothing: float = 0.0, flip: bool = False, seed: int = 0,
+        schedule: str = "constant", flip: bool = False, seed: int = 0,
         target_accuracy: float | None = None, stop_at_target: bool = False, min_epochs: int = 1,
         track_gradient_steps: int = 0, progress: bool = True, device: torch.device | None = None,
         description: str = "") -> History:
     """Train with cross-entropy on minibatches, test after every epoch, and return the History.
 
-    `flip` mirrors a random half of each training minibatch left-right (data augmentation);
-    `label_smoothing` is passed to the training loss (evaluation always uses plain cross-entropy).
+    `flip` mirrors a random half of each training minibatch left-right (data augmentation).
     A non-finite loss stops the run and marks it diverged. With `stop_at_target`, training stops once
     both train and test accuracy have reached `target_accuracy`, or once test accuracy has stayed at
     chance level for CHANCE_PATIENCE epochs (a collapsed network), but not before `min_epochs`.
@@ -152,12 +151,11 @@ def fit(model: nn.Module, data: FashionMNIST, *, epochs: int, lr: float, batch_s
     test_x, test_y = data.test_images.to(device), data.test_labels.to(device)
     steps_per_epoch = math.ceil(len(train_y) / batch_size)
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                    weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing, flip=flip,
-                    seed=seed, target_accuracy=target_accuracy, stop_at_target=stop_at_target,
+                    weight_decay=weight_decay, schedule=schedule, flip=flip, seed=seed, target_accuracy=target_accuracy, stop_at_target=stop_at_target,
                     min_epochs=min_epochs, train_samples=len(train_y), test_samples=len(test_y),
                     device=str(device))
     history = History(settings=settings, parameters=count_parameters(model))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    loss_fn = nn.CrossEntropyLoss()
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
                  if schedule == "onecycle" else None)
