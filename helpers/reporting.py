@@ -21,6 +21,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def group_accuracy(group: list[History]) -> tuple[float, float] | None:
+    """Mean and sample std of the final test accuracies over seeds; None if any run diverged."""
+    finals = [run.final_test_accuracy for run in group]
+    return None if any(value is None for value in finals) else mean_std(finals)
+
+
 def outcome(history: History) -> str:
     """'diverged at step N', 'collapsed to chance', or 'trained'."""
     if history.diverged:
@@ -73,11 +79,8 @@ def structure_label(name: str) -> str:
 
 def accuracy_text(runs: list[History]) -> str:
     """Mean ± sample std of the final test accuracy over seeds, in percent."""
-    finals = [run.final_test_accuracy for run in runs]
-    if any(value is None for value in finals):
-        return "diverged"
-    mean, std = mean_std(finals)
-    return f"{100 * mean:.2f} ± {100 * std:.2f} %"
+    accuracy = group_accuracy(runs)
+    return "diverged" if accuracy is None else f"{100 * accuracy[0]:.2f} ± {100 * accuracy[1]:.2f} %"
 
 
 def seconds_per_epoch(runs: list[History]) -> float:
@@ -127,11 +130,14 @@ def summary(profile_name: str, environment: dict[str, Any], seconds_total: float
     def first(run: History) -> History:
         return run.first_epochs(epochs)
 
+    def accuracy_fields(group: list[History]) -> dict[str, Any]:
+        mean, std = group_accuracy(group) or (None, None)
+        return {"test_accuracy_mean": mean, "test_accuracy_std": std,
+                "seeds": [run.settings["seed"] for run in group]}
+
     def model_row(name: str, group: list[History]) -> dict[str, Any]:
-        mean, std = mean_std([run.final_test_accuracy or 0.0 for run in group])
         return {"model": name, "parameters": group[0].parameters, "epochs": group[0].epochs,
-                "seeds": [run.settings["seed"] for run in group], "test_accuracy_mean": mean,
-                "test_accuracy_std": std, "seconds_per_epoch": seconds_per_epoch(group)}
+                **accuracy_fields(group), "seconds_per_epoch": seconds_per_epoch(group)}
 
     gradient_run = lr_runs[gradient_lr]
     return {
@@ -146,9 +152,7 @@ def summary(profile_name: str, environment: dict[str, Any], seconds_total: float
                   "epoch_train_90": run.epoch_train_target,
                   "best_test_accuracy": max(run.test_accuracy, default=None)} for lr, run in lr_runs.items()],
         "q1_5": [{"structure": name, "hidden_sizes": list(STRUCTURES[name]), "parameters": group[0].parameters,
-                  **dict(zip(("test_accuracy_mean", "test_accuracy_std"),
-                             mean_std([run.final_test_accuracy or 0.0 for run in group]))),
-                  "seeds": [run.settings["seed"] for run in group]} for name, group in structure_runs.items()],
+                  **accuracy_fields(group)} for name, group in structure_runs.items()],
         "q1_6": {"lr": gradient_lr, "steps": len(gradient_run.gradient_mean),
                  "gradient_mean": gradient_run.gradient_mean, "gradient_abs_mean": gradient_run.gradient_abs_mean},
         "q1_7": [model_row("cnn", cnn_runs), *(model_row(f"mlp_{k}", v) for k, v in structure_runs.items())],
@@ -212,12 +216,12 @@ def target_findings(runs: dict[float, History], target: float) -> str:
 def structure_findings(runs: dict[str, list[History]]) -> str:
     """Q1.5 in numbers: each structure's accuracy, size and cost against the base network."""
     base = runs["base"]
-    base_mean, base_std = mean_std([run.final_test_accuracy or 0.0 for run in base])
+    base_mean, base_std = group_accuracy(base) or (0.0, 0.0)
     lines = []
     for name, group in runs.items():
         if name == "base":
             continue
-        mean, std = mean_std([run.final_test_accuracy or 0.0 for run in group])
+        mean, std = group_accuracy(group) or (0.0, 0.0)
         lines.append(f"{name}: {accuracy_text(group)} vs base {accuracy_text(base)} "
                      f"(difference {100 * (mean - base_mean):+.2f} points; seed std {100 * std:.2f} / "
                      f"{100 * base_std:.2f}) with {group[0].parameters / base[0].parameters:.2f}x the parameters "
@@ -229,51 +233,79 @@ def structure_findings(runs: dict[str, list[History]]) -> str:
     return bullets(lines)
 
 
+def gradient_stats(run: History) -> dict[str, Any]:
+    """Q1.6 numbers of one run: the signed mean and mean |gradient| over the tracked steps."""
+    signed, absolute = run.gradient_mean, run.gradient_abs_mean
+    tail = max(1, len(signed) // 10)
+    layers = list(run.layer_gradient_mean)
+    return {"steps": len(signed), "first": signed[0], "average": statistics.fmean(signed),
+            "min": min(signed), "max": max(signed), "positive": sum(v > 0 for v in signed),
+            "negative": sum(v < 0 for v in signed), "abs_first": absolute[0], "tail": tail,
+            "abs_tail": statistics.fmean(absolute[-tail:]),
+            "ratio": statistics.fmean(abs(a) / b for a, b in zip(signed, absolute)),
+            "hidden": {k: statistics.fmean(run.layer_gradient_mean[k]) for k in layers[:-1]},
+            "output_max": max(abs(v) for v in run.layer_gradient_mean[layers[-1]])}
+
+
 def gradient_table(runs: dict[str, History]) -> pd.DataFrame:
     """Q1.6 per run: the signed mean and the mean |gradient| over the tracked steps, and the output layer's share."""
     rows = []
     for label, run in runs.items():
-        signed, absolute = run.gradient_mean, run.gradient_abs_mean
-        tail = max(1, len(signed) // 10)
-        output_layer = list(run.layer_gradient_mean)[-1]
+        g = gradient_stats(run)
         rows.append({
             "Run": label,
-            "signed mean: step 1": f"{signed[0]:.2e}",
-            f"signed mean: average of {len(signed)} steps": f"{statistics.fmean(signed):.2e}",
-            "signed mean: min … max": f"{min(signed):.1e} … {max(signed):.1e}",
-            "signed mean: steps > 0": sum(v > 0 for v in signed),
-            "mean |g|: step 1": f"{absolute[0]:.2e}",
-            f"mean |g|: last {tail} steps": f"{statistics.fmean(absolute[-tail:]):.2e}",
-            "|signed mean| / mean |g| (average)": f"{statistics.fmean(abs(a) / b for a, b in zip(signed, absolute)):.2f}",
-            "output layer: max |signed mean|": f"{max(abs(v) for v in run.layer_gradient_mean[output_layer]):.0e}",
+            "signed mean: step 1": f"{g['first']:.2e}",
+            f"signed mean: average of {g['steps']} steps": f"{g['average']:.2e}",
+            "signed mean: min … max": f"{g['min']:.1e} … {g['max']:.1e}",
+            "signed mean: steps > 0": g["positive"],
+            "mean |g|: step 1": f"{g['abs_first']:.2e}",
+            f"mean |g|: last {g['tail']} steps": f"{g['abs_tail']:.2e}",
+            "|signed mean| / mean |g| (average)": f"{g['ratio']:.2f}",
+            "output layer: max |signed mean|": f"{g['output_max']:.0e}",
         })
     return pd.DataFrame(rows).set_index("Run").T  # one column per run: fits a printed page
 
 
 def gradient_findings(run: History, lr: float) -> str:
     """Q1.6 in numbers for one run: sign and size of the signed mean, how the mean |gradient| moved."""
-    signed, absolute = run.gradient_mean, run.gradient_abs_mean
-    steps, tail = len(signed), max(1, len(signed) // 10)
-    end = statistics.fmean(absolute[-tail:])
-    hidden = [k for k in run.layer_gradient_mean][:-1]
-    negative = sum(v < 0 for v in signed)
+    g = gradient_stats(run)
     return bullets([
-        f"{_lr(lr)}: the signed mean starts at {signed[0]:.2e} (step 1) and is negative in {negative} of the "
-        f"{steps} steps (range {min(signed):.1e} … {max(signed):.1e}).",
-        f"Its size is on average {statistics.fmean(abs(a) / b for a, b in zip(signed, absolute)):.2f} of the mean "
-        f"absolute gradient: partly cancelled, but not noise around zero.",
-        f"Mean |gradient|: {absolute[0]:.2e} at step 1, {end:.2e} over the last {tail} steps "
-        f"({end / absolute[0]:.1f}x the start).",
+        f"{_lr(lr)}: the signed mean starts at {g['first']:.2e} (step 1) and is negative in {g['negative']} of the "
+        f"{g['steps']} steps (range {g['min']:.1e} … {g['max']:.1e}).",
+        f"Its size is on average {g['ratio']:.2f} of the mean absolute gradient: partly cancelled, "
+        f"but not noise around zero.",
+        f"Mean |gradient|: {g['abs_first']:.2e} at step 1, {g['abs_tail']:.2e} over the last {g['tail']} steps "
+        f"({g['abs_tail'] / g['abs_first']:.1f}x the start).",
         "Signed mean per hidden layer, average over the steps: "
-        + ", ".join(f"{k}: {statistics.fmean(run.layer_gradient_mean[k]):.1e}" for k in hidden)
-        + f"; output layer: at most {max(abs(v) for v in run.layer_gradient_mean[list(run.layer_gradient_mean)[-1]]):.0e}.",
+        + ", ".join(f"{k}: {v:.1e}" for k, v in g["hidden"].items())
+        + f"; output layer: at most {g['output_max']:.0e}.",
     ])
+
+
+def size_and_accuracy(cnn: list[History], mlps: dict[str, list[History]], lr_runs: dict[float, History],
+                      epochs: int, structure_lr: float) -> tuple[dict[str, tuple[int, list[float]]], str]:
+    """Every model trained here as (parameters, final test accuracies), and a note on runs left out.
+
+    The run at `structure_lr` is already among the MLP structures (base, seed 0), so it is not repeated."""
+    points = {"small CNN": (cnn[0].parameters, [r.final_test_accuracy for r in cnn]),
+              **{f"MLP {structure_label(k)}": (v[0].parameters, [r.final_test_accuracy for r in v])
+                 for k, v in mlps.items()}}
+    left_out = []
+    for lr, run in lr_runs.items():
+        if lr == structure_lr:
+            continue
+        first = run.first_epochs(epochs)
+        if outcome(first) == "trained":
+            points[f"base MLP at lr {lr:g}"] = (first.parameters, [first.final_test_accuracy])
+        else:
+            left_out.append(f"not shown: base MLP at lr {lr:g}, {outcome(first)}")
+    return points, "; ".join(left_out)
 
 
 def cnn_findings(cnn: list[History], mlps: dict[str, list[History]], target: float) -> str:
     """Q1.7 in numbers: the CNN against every MLP on accuracy, size, speed of convergence and time."""
     base = mlps["base"]
-    best_mlp = max(mlps, key=lambda k: mean_std([r.final_test_accuracy or 0.0 for r in mlps[k]])[0])
+    best_mlp = max(mlps, key=lambda k: (group_accuracy(mlps[k]) or (0.0, 0.0))[0])
     def reached(group: list[History]) -> str:
         return ", ".join(str(first_reaching(r.test_accuracy, target) or "never") for r in group)
 

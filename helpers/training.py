@@ -40,14 +40,22 @@ class History:
     diverged: bool = False
     diverged_step: int | None = None                           # 1-based step whose loss was not finite
     stop_reason: str = "epochs"                                # epochs | target | chance | diverged
-    epoch_train_target: int | None = None                      # first epoch (1-based) train accuracy >= target
-    epoch_test_target: int | None = None                       # first epoch (1-based) test accuracy >= target
     confusion: list[list[int]] | None = None                   # final model on the test set: [true][predicted]
 
     @property
     def epochs(self) -> int:
         """Number of completed epochs."""
         return len(self.test_accuracy)
+
+    @property
+    def epoch_train_target(self) -> int | None:
+        """First epoch (1-based) whose train accuracy reached settings['target_accuracy'], or None."""
+        return first_reaching(self.train_accuracy, self.settings.get("target_accuracy"))
+
+    @property
+    def epoch_test_target(self) -> int | None:
+        """First epoch (1-based) whose test accuracy reached settings['target_accuracy'], or None."""
+        return first_reaching(self.test_accuracy, self.settings.get("target_accuracy"))
 
     @property
     def final_test_accuracy(self) -> float | None:
@@ -68,7 +76,6 @@ class History:
         if n > self.epochs and not self.diverged:
             raise ValueError(f"run has {self.epochs} epochs, fewer than the {n} asked for")
         steps = math.ceil(self.settings["train_samples"] / self.settings["batch_size"]) * n
-        target = self.settings.get("target_accuracy")
         return History(
             settings={**self.settings, "epochs": n, "cut_from_epochs": self.epochs}, parameters=self.parameters,
             train_loss=self.train_loss[:n], train_accuracy=self.train_accuracy[:n],
@@ -79,8 +86,6 @@ class History:
             diverged=self.diverged and (self.diverged_step or 0) <= steps,
             diverged_step=self.diverged_step if (self.diverged_step or 0) <= steps else None,
             stop_reason="diverged" if self.diverged and (self.diverged_step or 0) <= steps else "epochs",
-            epoch_train_target=first_reaching(self.train_accuracy[:n], target),
-            epoch_test_target=first_reaching(self.test_accuracy[:n], target),
             confusion=self.confusion if n == self.epochs else None)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,8 +94,9 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        """Rebuild a History written by to_dict()."""
-        return cls(**data)
+        """Rebuild a History written by to_dict() (target epochs, once stored, are derived now)."""
+        derived = {"epoch_train_target", "epoch_test_target"}
+        return cls(**{k: v for k, v in data.items() if k not in derived})
 
 
 def pick_device() -> torch.device:
@@ -198,8 +204,6 @@ def fit(model: nn.Module, data: FashionMNIST, *, epochs: int, lr: float, batch_s
         history.eval_seconds.append(time.perf_counter() - start)
         history.test_loss.append(test_loss)
         history.test_accuracy.append(test_accuracy)
-        history.epoch_train_target = first_reaching(history.train_accuracy, target_accuracy)
-        history.epoch_test_target = first_reaching(history.test_accuracy, target_accuracy)
         bar.set_postfix(epoch=epoch, test_acc=f"{test_accuracy:.3f}")
         if stop_at_target and epoch >= min_epochs:
             if history.epoch_train_target and history.epoch_test_target:

@@ -23,8 +23,6 @@ def history(test_accuracy, train_accuracy=None, seed=0, parameters=100, **extra)
                    seconds=[1.0] * n, eval_seconds=[0.1] * n, step_loss=[1.0] * (2 * n),
                    gradient_mean=[1e-5, -2e-5, 3e-6], gradient_abs_mean=[1e-3, 8e-4, 5e-4],
                    layer_gradient_mean={"stack.0": [1e-5, -2e-5, 3e-6], "stack.2": [0.0, 1e-12, -1e-12]},
-                   epoch_test_target=next((i + 1 for i, a in enumerate(test_accuracy) if a >= 0.9), None),
-                   epoch_train_target=next((i + 1 for i, a in enumerate(train_accuracy) if a >= 0.9), None),
                    confusion=[[5 if t == p else (2 if (t, p) == (6, 0) else 0) for p in range(10)] for t in range(10)],
                    **extra)
 
@@ -83,6 +81,21 @@ def test_generated_sentences_quote_the_numbers():
     table = reporting.gradient_table({"lr 0.1": GOOD})
     assert table.loc["signed mean: steps > 0", "lr 0.1"] == 2
     assert table.loc["output layer: max |signed mean|", "lr 0.1"] == "1e-12"
+
+
+def test_size_and_accuracy_lists_every_model_once_and_names_what_it_leaves_out():
+    structures = {name: [GOOD, GOOD] for name in ("base", "deeper", "wider")}
+    points, note = reporting.size_and_accuracy([GOOD], structures, {1.0: COLLAPSED, 0.1: GOOD, 0.01: GOOD}, 3, 0.1)
+    assert list(points) == ["small CNN", "MLP base: 784-512-512-10", "MLP deeper: 784-512-512-512-512-10",
+                            "MLP wider: 784-1024-1024-10", "base MLP at lr 0.01"]
+    assert points["base MLP at lr 0.01"] == (100, [0.91])
+    assert note == "not shown: base MLP at lr 1, collapsed to chance from epoch 2"
+
+
+def test_target_epochs_are_derived_from_the_accuracies():
+    assert (GOOD.epoch_test_target, GOOD.epoch_train_target) == (3, 2)
+    stored = {**GOOD.to_dict(), "epoch_test_target": 99}  # results files written before it was derived
+    assert History.from_dict(stored).epoch_test_target == 3
 
 
 def test_training_seconds_counts_a_cut_run_once():
