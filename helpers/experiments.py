@@ -1,75 +1,92 @@
-"""Run-or-load: every experiment's History is cached as ``RESULTS_DIR/NAME.json``, keyed by its settings.
+"""Run-or-load: each recipe's History is cached as ``RESULTS_DIR/NAME.json``, keyed by what was trained.
 
-A cached file is reused only when its settings equal the requested ones; a missing, truncated or
-unreadable file is reported in one line and that experiment trains again. Files are written
-atomically (temp file + rename), so stopping the notebook midway loses only the run in progress.
+The key is the recipe, the data sizes, the network's architecture (modules, parameter count, forward
+code) and CACHE_VERSION, which is bumped whenever the training code changes what a run means. A file
+with another key is reported in one line saying what changed, and that run trains again; so is a
+truncated or unreadable file. Files are written atomically, as each run finishes, so stopping the
+notebook midway keeps every finished run and the next call resumes after them.
+
+Missing runs train side by side on the CPU, one worker process and one thread each (one worker per
+core); on a GPU they train one after another on the device.
 """
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Profile, progress_enabled, rerun_requested
-from .data import load_fashion_mnist
-from .models import STRUCTURES, build
-from .training import History, check_settings, fit
+import torch
+from tqdm.auto import tqdm
 
-CACHE_VERSION = 1
+from . import models
+from .config import Profile, progress_enabled, rerun_requested, worker_count
+from .data import Splits, load_fashion_mnist, split
+from .training import History, Recipe, fit, pick_device
 
-
-@dataclass(frozen=True)
-class Experiment:
-    """What to train: a model name and fit()'s settings. Together with the profile, the cache key."""
-
-    model: str
-    lr: float
-    epochs: int
-    seed: int = 0
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    flip: bool = False
-    target_accuracy: float | None = None
-    stop_at_target: bool = False
-    min_epochs: int = 1
-    track_gradient_steps: int = 0
+CACHE_VERSION = 2
+_names: dict[tuple[Path, str], dict[str, Any]] = {}  # run name -> key, for this process
+_written: set[Path] = set()                           # results files this process trained and wrote
+TOOLING = "tooling"  # output tag: run logs stay in the notebook and are left out of the PDF
 
 
-def cache_key(experiment: Experiment, profile: Profile) -> dict[str, Any]:
-    """The settings a cached result must match to be reused."""
-    return {"version": CACHE_VERSION, "profile": profile.name, "train_samples": profile.train_samples,
-            "test_samples": profile.test_samples, **asdict(experiment)}
-
-
-def run(name: str, experiment: Experiment, profile: Profile, *, rerun: bool | None = None,
-        log: Callable[[str], None] = print) -> History:
-    """Return the experiment's History: loaded from the cache when its settings match, else trained and saved."""
-    build(experiment.model)  # unknown model names fail here, before any data is loaded
-    check_settings(epochs=experiment.epochs, lr=experiment.lr, batch_size=experiment.batch_size,
-                   optimizer=experiment.optimizer, schedule=experiment.schedule,
-                   target_accuracy=experiment.target_accuracy)
-    path = profile.results_dir / f"{name}.json"
-    key = cache_key(experiment, profile)
-    if not (rerun_requested() if rerun is None else rerun):
-        cached = load_cached(path, key, log)
+def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers: int | None = None,
+        log: Callable[[str], None] | None = None) -> dict[str, History]:
+    """Return each recipe's History: loaded from the cache when its key matches, else trained and saved."""
+    log = log or note
+    rerun = rerun_requested() if rerun is None else rerun
+    keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
+    for name, key in keys.items():  # one name, one recipe: two recipes under one name would overwrite each other
+        if _names.setdefault((profile.results_dir, name), key) != key:
+            raise ValueError(f"run name {name!r} is already used for another recipe in this session: "
+                             f"give this recipe its own name ({what_changed(_names[(profile.results_dir, name)], key)})")
+    histories: dict[str, History] = {}
+    for name in recipes:
+        path = profile.results_dir / f"{name}.json"
+        # A3_RERUN retrains what earlier sessions wrote, not what this one already trained
+        cached = None if rerun and path not in _written else load_cached(path, keys[name], log)
         if cached is not None:
-            log(f"{name}: loaded from {_shown(path)}")
-            return cached
-    data = load_fashion_mnist(profile.data_root).subset(profile.train_samples, profile.test_samples)
-    settings = asdict(experiment)
-    model = build(settings.pop("model"), experiment.seed)
-    start = time.perf_counter()
-    history = fit(model, data, **settings, progress=progress_enabled(), description=name)
-    write_json(path, {"key": key, "history": history.to_dict()})
-    outcome = (f"diverged at step {history.diverged_step}" if history.diverged
-               else f"test accuracy {history.test_accuracy[-1]:.4f}")
-    log(f"{name}: trained {history.epochs} epochs in {time.perf_counter() - start:.0f} s, {outcome}")
-    return history
+            histories[name] = cached
+    missing = {name: recipe for name, recipe in recipes.items() if name not in histories}
+    if missing:
+        start = time.perf_counter()
+        histories.update(train(missing, keys, profile, workers))
+        log(f"trained {len(missing)} of {len(recipes)} runs in {(time.perf_counter() - start) / 60:.1f} min "
+            f"({', '.join(missing)}); {len(recipes) - len(missing)} loaded from {_shown(profile.results_dir)}/")
+    else:
+        log(f"all {len(recipes)} runs loaded from {_shown(profile.results_dir)}/")
+    return {name: histories[name] for name in recipes}
+
+
+def cache_key(recipe: Recipe, profile: Profile) -> dict[str, Any]:
+    """What a cached result must match to be reused: recipe, data sizes, architecture, cache version."""
+    return {"version": CACHE_VERSION, "recipe": asdict(recipe), "data": profile.data_sizes,
+            "architecture": _architecture(recipe.model)}
+
+
+@functools.lru_cache(maxsize=None)
+def _architecture(name: str) -> dict[str, Any]:
+    return models.architecture(name)
+
+
+def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """A short phrase naming how two cache keys differ."""
+    if old.get("version") != new["version"]:
+        return f"the training code changed (cache version {old.get('version')} -> {new['version']})"
+    if old.get("architecture") != new["architecture"]:
+        before = (old.get("architecture") or {}).get("parameters")
+        return (f"the network changed ({before:,} -> {new['architecture']['parameters']:,} parameters)"
+                if isinstance(before, int) and before != new["architecture"]["parameters"]
+                else "the network's definition changed")
+    if old.get("data") != new["data"]:
+        return f"the data sizes changed ({old.get('data')} -> {new['data']})"
+    recipe = old.get("recipe") or {}
+    changes = [f"{k} {recipe.get(k)!r} -> {v!r}" for k, v in new["recipe"].items() if recipe.get(k) != v]
+    return "the recipe changed (" + ", ".join(changes) + ")"
 
 
 def load_cached(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) -> History | None:
@@ -79,7 +96,8 @@ def load_cached(path: Path, key: dict[str, Any], log: Callable[[str], None] = pr
     try:
         stored = json.loads(path.read_text())
         if stored["key"] != key:
-            log(f"{name_of(path)}: settings changed since {_shown(path)} was written; training again")
+            log(f"{name_of(path)}: {what_changed(stored['key'], key)} since {_shown(path)} was written; "
+                f"training again")
             return None
         return History.from_dict(stored["history"])
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -88,50 +106,104 @@ def load_cached(path: Path, key: dict[str, Any], log: Callable[[str], None] = pr
 
 
 def write_json(path: Path, content: Any) -> None:
-    """Write JSON atomically: a temp file in the same folder, then rename over `path`."""
+    """Write JSON atomically: a temp file in the same folder, then rename over `path`; no temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
-    with open(partial, "w") as f:
-        json.dump(content, f, separators=(",", ":"), allow_nan=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, "w") as f:
+            json.dump(content, f, separators=(",", ":"), allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def learning_rate_runs(profile: Profile) -> dict[float, History]:
-    """Q1.2/Q1.3: the base MLP per learning rate, until train and test accuracy reach the target (capped)."""
-    return {lr: run(f"lr_{lr:g}", Experiment(
-        "base", lr, profile.max_epochs, batch_size=profile.batch_size, target_accuracy=profile.target_accuracy,
-        stop_at_target=True, min_epochs=profile.epochs, track_gradient_steps=profile.gradient_steps), profile)
-        for lr in profile.learning_rates}
+@functools.lru_cache(maxsize=2)
+def splits(profile: Profile) -> Splits:
+    """The profile's train/validation/test tensors (loaded once per process)."""
+    return split(load_fashion_mnist(profile.data_root), **profile.data_sizes)
 
 
-def structure_runs(profile: Profile, lr_runs: dict[float, History] | None = None) -> dict[str, list[History]]:
-    """Q1.5: every MLP structure with the demo scheme at `structure_lr`, one run per seed.
-
-    The base MLP with seed 0 at `structure_lr` is the first `epochs` epochs of that learning-rate run
-    (same weights, same shuffling, constant lr), so it is taken from `lr_runs` instead of retrained.
-    """
-    def one(structure: str, seed: int) -> History:
-        if structure == "base" and seed == 0 and lr_runs and profile.structure_lr in lr_runs:
-            return lr_runs[profile.structure_lr].first_epochs(profile.epochs)
-        return run(f"{structure}_seed{seed}", Experiment(
-            structure, profile.structure_lr, profile.epochs, seed=seed, batch_size=profile.batch_size), profile)
-
-    return {structure: [one(structure, seed) for seed in profile.seeds] for structure in STRUCTURES}
+def train_one(recipe: Recipe, profile: Profile, device: torch.device | None = None,
+              on_epoch: Callable[[int], None] | None = None) -> History:
+    """Build the recipe's model (seeded) and fit it on the profile's data; the History as it is stored."""
+    history = fit(models.build(recipe.model, recipe.seed), splits(profile), recipe, device=device, on_epoch=on_epoch)
+    return History.from_dict(json.loads(json.dumps(history.to_dict())))  # fresh and cached runs read alike
 
 
-def cnn_runs(profile: Profile) -> list[History]:
-    """Q1.7: the small CNN with its own training scheme, one run per seed."""
-    return [run(f"cnn_seed{seed}", Experiment(
-        "cnn", profile.cnn_lr, profile.cnn_epochs, seed=seed, batch_size=profile.cnn_batch_size,
-        optimizer=profile.cnn_optimizer, weight_decay=profile.cnn_weight_decay,
-        schedule=profile.cnn_schedule, flip=profile.cnn_flip), profile) for seed in profile.seeds]
+def train(recipes: dict[str, Recipe], keys: dict[str, dict[str, Any]], profile: Profile,
+          workers: int | None = None) -> dict[str, History]:
+    """Train the recipes, longest first, saving each as it finishes: side by side on the CPU, in turn on a GPU."""
+    device = pick_device()
+    order = sorted(recipes, key=lambda name: -recipes[name].epochs * models.relative_cost(recipes[name].model))
+    workers = min(workers or worker_count(), len(order)) if device.type == "cpu" else 1
+    bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=not progress_enabled(),
+               desc=f"training {len(order)} runs ({workers} side by side)" if workers > 1 else f"training {len(order)} runs")
+    done: dict[str, History] = {}
+
+    def save(name: str, history: History) -> None:
+        path = profile.results_dir / f"{name}.json"
+        write_json(path, {"key": keys[name], "history": history.to_dict()})
+        _written.add(path)
+        bar.total -= recipes[name].epochs - history.epochs  # runs that stopped early
+        bar.refresh()
+        done[name] = history
+
+    try:
+        if workers == 1:
+            for name in order:
+                save(name, train_one(recipes[name], profile, device, on_epoch=lambda epoch: bar.update()))
+        else:
+            _train_side_by_side(order, recipes, profile, workers, bar, save)
+    finally:
+        bar.close()
+    return done
+
+
+def _train_side_by_side(order: list[str], recipes: dict[str, Recipe], profile: Profile, workers: int, bar,
+                        save: Callable[[str, History], None]) -> None:
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn also works on macOS/Windows
+    progress = context.Queue()
+    with context.Pool(workers, initializer=_worker_start, initargs=(progress,)) as pool:  # exit: terminate workers
+        jobs = {name: pool.apply_async(_worker_train, (recipes[name], profile)) for name in order}
+        while jobs:
+            while not progress.empty():
+                bar.update(progress.get())
+            for name in [name for name, job in jobs.items() if job.ready()]:
+                save(name, History.from_dict(jobs.pop(name).get()))  # .get() re-raises a worker's error
+            time.sleep(0.2)
+
+
+_progress = None
+
+
+def _worker_start(progress) -> None:
+    global _progress
+    _progress = progress
+    torch.set_num_threads(1)
+
+
+def _worker_train(recipe: Recipe, profile: Profile) -> dict[str, Any]:
+    return train_one(recipe, profile, torch.device("cpu"), on_epoch=lambda epoch: _progress.put(1)).to_dict()
 
 
 def name_of(path: Path) -> str:
-    """The experiment name a results file belongs to."""
+    """The run name a results file belongs to."""
     return path.name.removesuffix(".json")
+
+
+def note(line: str) -> None:
+    """Print a log line; in a notebook, as an output tagged TOOLING so the PDF leaves it out."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Pretty, display
+        if get_ipython() is not None:
+            display(Pretty(line), metadata={"tags": [TOOLING]})
+            return
+    except ImportError:
+        pass
+    print(line)
 
 
 def _shown(path: Path) -> str:

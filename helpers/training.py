@@ -1,46 +1,96 @@
-"""Training: ``fit()`` trains a model on in-memory tensors and returns a ``History`` of what happened."""
+"""Training: a ``Recipe`` says how a network is trained; ``fit()`` trains it and returns a ``History``."""
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .data import CLASS_NAMES, FashionMNIST, minibatches
-from .gradients import GradientMeanTracker
-from .models import count_parameters
+from . import models
+from .data import CLASS_NAMES, Splits, minibatches
+from .gradients import GradientTrace, dead_units
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
 EVAL_BATCH_SIZE = 1000
-CHANCE_ACCURACY = 0.15   # 10 balanced classes: guessing gives 0.10
-CHANCE_PATIENCE = 5      # epochs at chance after which a run chasing a target is stopped
+TREND_EPOCHS = 10      # a target is "out of reach" when the trend of the last 10 epochs, continued to the cap,
+REACH_MARGIN = 0.02    # stays more than 2 points below it: the run is stuck far from the target
+GRADIENT_BLOCK = 50    # Q1.6 over whole runs: means over blocks of 50 steps
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one network is trained, as plain data; validated on construction.
+
+    With `target_accuracy`, training stops once train and test accuracy have both reached it, or once
+    the target is out of reach (see `out_of_reach`), but never before `min_epochs`; `epochs` is the cap.
+    """
+
+    model: str                          # a models.build() name
+    lr: float
+    epochs: int
+    optimizer: str = "sgd"
+    batch_size: int = 64
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "constant"          # "onecycle": warm up to lr, then anneal to ~0 over the run
+    flip: bool = False                  # mirror a random half of each training minibatch
+    seed: int = 0                       # initial weights, shuffling and flips
+    target_accuracy: float | None = None
+    min_epochs: int = 1
+    gradient_steps: int = 0             # Q1.6: record this many steps one by one, and block means throughout
+
+    def __post_init__(self) -> None:
+        models.check_name(self.model)
+        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"lr={self.lr!r}: the learning rate must be a finite number > 0")
+        for name, least in (("epochs", 1), ("batch_size", 1), ("min_epochs", 1), ("gradient_steps", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ValueError(f"{name}={value!r}: must be a whole number >= {least}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is unknown; choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is unknown; choose one of {SCHEDULES}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise ValueError(f"target_accuracy={self.target_accuracy!r}: must be in (0, 1]")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError(f"momentum={self.momentum!r}, weight_decay={self.weight_decay!r}: must be >= 0")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Recipe:
+        """The Recipe stored in a results file."""
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
 
 
 @dataclass
 class History:
-    """Everything one run produced: per-epoch metrics, per-step loss, gradient means and flags."""
+    """Everything one run produced: its recipe, per-epoch metrics, per-step losses, the Q1.6 trace."""
 
-    settings: dict[str, Any]
+    recipe: Recipe
+    data_sizes: dict[str, int]
     parameters: int
-    train_loss: list[float] = field(default_factory=list)      # mean over the epoch's minibatches
-    train_accuracy: list[float] = field(default_factory=list)  # running accuracy over the epoch's minibatches
-    test_loss: list[float] = field(default_factory=list)       # after each epoch, whole test set
+    device: str
+    train_loss: list[float] = field(default_factory=list)           # mean minibatch loss of the epoch (weights moving)
+    train_accuracy: list[float] = field(default_factory=list)       # after the epoch, eval mode, fixed train sample
+    validation_loss: list[float] = field(default_factory=list)
+    validation_accuracy: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)         # training pass of each epoch
-    eval_seconds: list[float] = field(default_factory=list)    # test-set evaluation after each epoch
-    step_loss: list[float] = field(default_factory=list)       # every finite minibatch loss, in order
-    gradient_mean: list[float] = field(default_factory=list)   # Q1.6, first tracked steps
-    gradient_abs_mean: list[float] = field(default_factory=list)
-    layer_gradient_mean: dict[str, list[float]] = field(default_factory=dict)
-    diverged: bool = False
-    diverged_step: int | None = None                           # 1-based step whose loss was not finite
-    stop_reason: str = "epochs"                                # epochs | target | chance | diverged
-    confusion: list[list[int]] | None = None                   # final model on the test set: [true][predicted]
+    seconds: list[float] = field(default_factory=list)              # training pass of each epoch
+    eval_seconds: list[float] = field(default_factory=list)         # the three evaluations after each epoch
+    step_loss: list[float] = field(default_factory=list)            # every minibatch loss, in order
+    gradients: dict[str, Any] | None = None                         # GradientTrace.to_dict()
+    dead_units: dict[str, list[int]] | None = None                  # per ReLU layer, on the test set
+    confusion: list[list[int]] | None = None                        # final model, test set: [true][predicted]
+    stop_reason: str = "epochs"                                     # epochs | target | out_of_reach | diverged
+    diverged_step: int | None = None                                # 1-based step whose loss was not finite
+    started: int = 0                                                # wall-clock start and end, ms since 1970
+    finished: int = 0
 
     @property
     def epochs(self) -> int:
@@ -48,55 +98,48 @@ class History:
         return len(self.test_accuracy)
 
     @property
-    def epoch_train_target(self) -> int | None:
-        """First epoch (1-based) whose train accuracy reached settings['target_accuracy'], or None."""
-        return first_reaching(self.train_accuracy, self.settings.get("target_accuracy"))
-
-    @property
-    def epoch_test_target(self) -> int | None:
-        """First epoch (1-based) whose test accuracy reached settings['target_accuracy'], or None."""
-        return first_reaching(self.test_accuracy, self.settings.get("target_accuracy"))
+    def diverged(self) -> bool:
+        """True if a minibatch loss became NaN or infinite."""
+        return self.stop_reason == "diverged"
 
     @property
     def final_test_accuracy(self) -> float | None:
         """Test accuracy after the last epoch, or None if the run diverged or completed no epoch."""
         return None if self.diverged or not self.test_accuracy else self.test_accuracy[-1]
 
-    def at_chance_since(self) -> int | None:
-        """First epoch (1-based) of the final streak of test accuracies at chance level, or None."""
-        since = None
-        for epoch, accuracy in enumerate(self.test_accuracy, start=1):
-            since = (since or epoch) if accuracy <= CHANCE_ACCURACY else None
-        return since
+    @property
+    def seconds_total(self) -> float:
+        """This run's own training and evaluation time."""
+        return sum(self.seconds) + sum(self.eval_seconds)
 
     def first_epochs(self, n: int) -> History:
-        """The same run seen after `n` epochs (plain SGD has no schedule, so this equals an n-epoch run)."""
-        if self.settings.get("schedule", "constant") != "constant":
+        """The run as it was after `n` epochs (exact for a constant learning rate: nothing depends on the cap)."""
+        if self.recipe.schedule != "constant":
             raise ValueError("first_epochs() is only meaningful for a constant learning rate")
         if n > self.epochs and not self.diverged:
             raise ValueError(f"run has {self.epochs} epochs, fewer than the {n} asked for")
-        steps = math.ceil(self.settings["train_samples"] / self.settings["batch_size"]) * n
-        return History(
-            settings={**self.settings, "epochs": n, "cut_from_epochs": self.epochs}, parameters=self.parameters,
-            train_loss=self.train_loss[:n], train_accuracy=self.train_accuracy[:n],
-            test_loss=self.test_loss[:n], test_accuracy=self.test_accuracy[:n],
-            seconds=self.seconds[:n], eval_seconds=self.eval_seconds[:n], step_loss=self.step_loss[:steps],
-            gradient_mean=self.gradient_mean, gradient_abs_mean=self.gradient_abs_mean,
-            layer_gradient_mean=self.layer_gradient_mean,
-            diverged=self.diverged and (self.diverged_step or 0) <= steps,
-            diverged_step=self.diverged_step if (self.diverged_step or 0) <= steps else None,
-            stop_reason="diverged" if self.diverged and (self.diverged_step or 0) <= steps else "epochs",
-            confusion=self.confusion if n == self.epochs else None)
+        steps = math.ceil(self.data_sizes["train"] / self.recipe.batch_size) * n
+        cut = {name: getattr(self, name)[:n] for name in EPOCH_SERIES}
+        diverged_here = self.diverged and (self.diverged_step or 0) <= steps
+        return History(**{**vars(self), **cut, "recipe": replace(self.recipe, epochs=n, target_accuracy=None),
+                          "step_loss": self.step_loss[:steps], "gradients": _cut_trace(self.gradients, steps),
+                          "confusion": self.confusion if n == self.epochs else None,
+                          "dead_units": self.dead_units if n == self.epochs else None,
+                          "stop_reason": "diverged" if diverged_here else "epochs",
+                          "diverged_step": self.diverged_step if diverged_here else None})
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (floats kept to 6 significant digits)."""
-        return _round_floats(asdict(self))
+        """A JSON-ready dict (floats kept to 6 significant digits, non-finite ones as None)."""
+        return round_floats({**vars(self), "recipe": asdict(self.recipe)})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        """Rebuild a History written by to_dict() (target epochs, once stored, are derived now)."""
-        derived = {"epoch_train_target", "epoch_test_target"}
-        return cls(**{k: v for k, v in data.items() if k not in derived})
+        """Rebuild a History written by to_dict()."""
+        return cls(**{**data, "recipe": Recipe.from_dict(data["recipe"])})
+
+
+EPOCH_SERIES = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "test_loss",
+                "test_accuracy", "seconds", "eval_seconds")
 
 
 def pick_device() -> torch.device:
@@ -108,130 +151,61 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
-def check_settings(*, epochs: int, lr: float, batch_size: int, optimizer: str, schedule: str,
-                   target_accuracy: float | None) -> None:
-    """Raise ValueError naming the first bad training setting."""
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r}: must be a whole number >= 1")
-    if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr={lr!r}: the learning rate must be a finite number > 0")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: must be a whole number >= 1")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} is unknown; choose one of {SCHEDULES}")
-    if target_accuracy is not None and not 0 < target_accuracy <= 1:
-        raise ValueError(f"target_accuracy={target_accuracy!r}: must be in (0, 1]")
+@contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """On the CPU, compute with one thread: the thread count changes the order of floating-point sums,
+    so a fixed count makes a run's numbers the same on a 2-core and a 16-core machine."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
-def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float,
-                   weight_decay: float) -> torch.optim.Optimizer:
-    """Return the optimizer called `name` over the model's trainable parameters."""
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimizer over the model's trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
-def fit(model: nn.Module, data: FashionMNIST, *, epochs: int, lr: float, batch_size: int = 64,
-        optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0,
-        schedule: str = "constant", flip: bool = False, seed: int = 0,
-        target_accuracy: float | None = None, stop_at_target: bool = False, min_epochs: int = 1,
-        track_gradient_steps: int = 0, progress: bool = True, device: torch.device | None = None,
-        description: str = "") -> History:
-    """Train with cross-entropy on minibatches, test after every epoch, and return the History.
-
-    `flip` mirrors a random half of each training minibatch left-right (data augmentation).
-    A non-finite loss stops the run and marks it diverged. With `stop_at_target`, training stops once
-    both train and test accuracy have reached `target_accuracy`, or once test accuracy has stayed at
-    chance level for CHANCE_PATIENCE epochs (a collapsed network), but not before `min_epochs`.
-    """
-    check_settings(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-                   target_accuracy=target_accuracy)
-    device = device or pick_device()
-    model.to(device)
-    train_x, train_y = data.train_images.to(device), data.train_labels.to(device)
-    test_x, test_y = data.test_images.to(device), data.test_labels.to(device)
-    steps_per_epoch = math.ceil(len(train_y) / batch_size)
-    settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, momentum=momentum,
-                    weight_decay=weight_decay, schedule=schedule, flip=flip, seed=seed, target_accuracy=target_accuracy, stop_at_target=stop_at_target,
-                    min_epochs=min_epochs, train_samples=len(train_y), test_samples=len(test_y),
-                    device=str(device))
-    history = History(settings=settings, parameters=count_parameters(model))
-    loss_fn = nn.CrossEntropyLoss()
-    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay)
-    scheduler = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-                 if schedule == "onecycle" else None)
-    tracker = GradientMeanTracker(track_gradient_steps)
-    generator = torch.Generator().manual_seed(seed)
-    bar = tqdm(total=epochs * steps_per_epoch, desc=description, leave=False, disable=not progress,
-               mininterval=0.5)
-
-    for epoch in range(1, epochs + 1):
-        model.train()
-        start, loss_sum, correct = time.perf_counter(), 0.0, 0
-        for images, labels in minibatches(train_x, train_y, batch_size, generator):
-            if flip:
-                mirrored = (torch.rand(len(labels), generator=generator) < 0.5).to(device)
-                images = torch.where(mirrored.view(-1, 1, 1, 1), images.flip(-1), images)
-            logits = model(images)
-            loss = loss_fn(logits, labels)
-            opt.zero_grad()
-            loss.backward()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                history.diverged, history.diverged_step = True, len(history.step_loss) + 1
-                history.stop_reason = "diverged"
-                break
-            tracker.record(model)
-            opt.step()
-            if scheduler:
-                scheduler.step()
-            history.step_loss.append(loss_value)
-            loss_sum += loss_value * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            bar.update()
-        if history.diverged:
-            break
-        history.seconds.append(time.perf_counter() - start)
-        history.train_loss.append(loss_sum / len(train_y))
-        history.train_accuracy.append(correct / len(train_y))
-        start = time.perf_counter()
-        test_loss, test_accuracy = evaluate(model, test_x, test_y)
-        history.eval_seconds.append(time.perf_counter() - start)
-        history.test_loss.append(test_loss)
-        history.test_accuracy.append(test_accuracy)
-        bar.set_postfix(epoch=epoch, test_acc=f"{test_accuracy:.3f}")
-        if stop_at_target and epoch >= min_epochs:
-            if history.epoch_train_target and history.epoch_test_target:
-                history.stop_reason = "target"
-                break
-            if history.at_chance_since() and epoch - history.at_chance_since() + 1 >= CHANCE_PATIENCE:
-                history.stop_reason = "chance"
-                break
-    bar.close()
-
-    history.gradient_mean, history.gradient_abs_mean = tracker.mean, tracker.abs_mean
-    history.layer_gradient_mean = tracker.layer_mean
-    if not history.diverged:
-        history.confusion = confusion_matrix(model, test_x, test_y).tolist()
-    return history
+def train_epoch(model: nn.Module, batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler=None, trace: GradientTrace | None = None) -> torch.Tensor:
+    """One pass over the training minibatches; returns their losses (left on the device)."""
+    model.train()
+    losses = []
+    for images, labels in batches:
+        logits = model(images)
+        loss = loss_fn(logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        if trace:
+            trace.record(logits, labels)  # Q1.6: the gradients, read after loss.backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        losses.append(loss.detach())
+    return torch.stack(losses)
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Return (mean cross-entropy loss, accuracy) of the model on the given set."""
+    """Return (mean cross-entropy loss, accuracy) of the model on the given set, in eval mode."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct = torch.zeros((), device=images.device), torch.zeros((), device=images.device)
     for start in range(0, len(labels), EVAL_BATCH_SIZE):
         x, y = images[start:start + EVAL_BATCH_SIZE], labels[start:start + EVAL_BATCH_SIZE]
         logits = model(x)
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    return loss_sum / len(labels), correct / len(labels)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return float(loss_sum) / len(labels), float(correct) / len(labels)
 
 
 @torch.no_grad()
@@ -244,6 +218,117 @@ def confusion_matrix(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     return torch.bincount(labels.cpu() * n + predicted.cpu(), minlength=n * n).reshape(n, n)
 
 
+def trend(values: list[float], epochs: int = TREND_EPOCHS) -> float:
+    """Least-squares slope (per epoch) of the last `epochs` values."""
+    tail = values[-epochs:]
+    if len(tail) < 2:
+        return 0.0
+    mean_x, mean_y = (len(tail) - 1) / 2, sum(tail) / len(tail)
+    return (sum((x - mean_x) * (y - mean_y) for x, y in enumerate(tail))
+            / sum((x - mean_x) ** 2 for x in range(len(tail))))
+
+
+def out_of_reach(accuracies: list[float], target: float, epochs_left: int) -> bool:
+    """True when the best accuracy so far plus the trend of the last TREND_EPOCHS epochs, continued to the
+    cap, stays more than REACH_MARGIN below `target`.
+
+    A straight line is optimistic for a flattening learning curve, and the margin absorbs the epoch-to-epoch
+    noise, so this stops only a run stuck far from its target (a collapsed run, slope ~0, stops at once);
+    a run close to the target or still climbing goes on to the cap.
+    """
+    return max(accuracies) + max(trend(accuracies), 0.0) * epochs_left < target - REACH_MARGIN
+
+
+def stop_reason(history: History, recipe: Recipe) -> str | None:
+    """Why a run chasing its target stops after this epoch ('target', 'out_of_reach'), or None to go on."""
+    target = recipe.target_accuracy
+    if target is None or history.epochs < recipe.min_epochs:
+        return None
+    left = recipe.epochs - history.epochs
+    # The trend of test accuracy is read on the validation images: the test set only reports.
+    pending = []
+    if max(history.train_accuracy) < target:
+        pending.append(history.train_accuracy)
+    if max(history.test_accuracy) < target:
+        pending.append(history.validation_accuracy)
+    if not pending:
+        return "target"
+    if all(out_of_reach(curve, target, left) for curve in pending):
+        return "out_of_reach"
+    return None
+
+
+def fit(model: nn.Module, data: Splits, recipe: Recipe, *, device: torch.device | None = None,
+        on_epoch: Callable[[int], None] | None = None) -> History:
+    """Train `model` as the recipe says; after every epoch measure train (eval mode), validation and test
+    accuracy; return the History. A non-finite loss stops the run and marks it diverged."""
+    device = device or pick_device()
+    with one_thread(device):
+        return _fit(model.to(device), data, recipe, device, on_epoch or (lambda epoch: None))
+
+
+def _fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
+         on_epoch: Callable[[int], None]) -> History:
+    moved = [t.to(device) for t in (data.train_images, data.train_labels, data.validation_images,
+                                    data.validation_labels, data.test_images, data.test_labels)]
+    train_x, train_y, validation_x, validation_y, test_x, test_y = moved
+    if isinstance(model, models.SmallCNN):
+        train_x, validation_x, test_x = (x.contiguous(memory_format=torch.channels_last)
+                                         for x in (train_x, validation_x, test_x))
+    history = History(recipe, data.sizes, models.count_parameters(model), str(device), started=_now())
+    steps_per_epoch = math.ceil(len(train_y) / recipe.batch_size)
+    optimizer = make_optimizer(model, recipe)
+    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
+                                                     total_steps=recipe.epochs * steps_per_epoch)
+                 if recipe.schedule == "onecycle" else None)
+    trace = GradientTrace(model, recipe.gradient_steps, GRADIENT_BLOCK) if recipe.gradient_steps else None
+    generator = torch.Generator().manual_seed(recipe.seed)
+    loss_fn = nn.CrossEntropyLoss()
+
+    for epoch in range(1, recipe.epochs + 1):
+        start = time.perf_counter()
+        batches = minibatches(train_x, train_y, recipe.batch_size, generator, flip=recipe.flip)
+        losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, trace).cpu()
+        if trace:
+            trace.flush()
+        finite = torch.isfinite(losses)
+        if not finite.all():
+            good = int(finite.long().cumprod(0).sum())
+            history.step_loss += losses[:good].tolist()
+            history.diverged_step, history.stop_reason = len(history.step_loss) + 1, "diverged"
+            break
+        history.step_loss += losses.tolist()
+        history.train_loss.append(float(losses.mean()))
+        history.seconds.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for split, x, y in (("train", train_x[:data.train_eval], train_y[:data.train_eval]),
+                            ("validation", validation_x, validation_y), ("test", test_x, test_y)):
+            loss, accuracy = evaluate(model, x, y)
+            if split != "train":
+                getattr(history, f"{split}_loss").append(loss)
+            getattr(history, f"{split}_accuracy").append(accuracy)
+        history.eval_seconds.append(time.perf_counter() - start)
+        on_epoch(epoch)
+        reason = stop_reason(history, recipe)
+        if reason:
+            history.stop_reason = reason
+            break
+
+    if trace:
+        trace.close(keep_steps=len(history.step_loss))
+        history.gradients = trace.to_dict()
+    if not history.diverged:
+        history.confusion = confusion_matrix(model, test_x, test_y).tolist()
+        history.dead_units = dead_units(model, test_x)
+    history.finished = _now()
+    return history
+
+
+def _now() -> int:
+    """Wall-clock time in milliseconds, an int (so it is stored exactly, unlike the floats' 6 digits)."""
+    return round(time.time() * 1000)
+
+
 def first_reaching(values: list[float], target: float | None) -> int | None:
     """1-based index (epoch) of the first value >= target, or None."""
     if target is None:
@@ -251,12 +336,22 @@ def first_reaching(values: list[float], target: float | None) -> int | None:
     return next((i + 1 for i, v in enumerate(values) if v >= target), None)
 
 
-def _round_floats(value: Any) -> Any:
+def _cut_trace(trace: dict[str, Any] | None, steps: int) -> dict[str, Any] | None:
+    """A gradient trace keeping only the blocks that end within the first `steps` steps."""
+    if trace is None:
+        return None
+    n = steps // trace["block"]
+    blocks = {k: ({name: v[:n] for name, v in value.items()} if isinstance(value, dict) else value[:n])
+              for k, value in trace["blocks"].items()}
+    return {**trace, "blocks": blocks}
+
+
+def round_floats(value: Any) -> Any:
     """Floats to 6 significant digits, non-finite floats to None (JSON has no NaN)."""
     if isinstance(value, float):
         return float(f"{value:.6g}") if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _round_floats(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_round_floats(v) for v in value]
+        return {k: round_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [round_floats(v) for v in value]
     return value

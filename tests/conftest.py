@@ -9,10 +9,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.data import FashionMNIST  # noqa: E402
+from helpers.data import Splits  # noqa: E402
 
 
-def synthetic_data(train: int = 640, test: int = 200, seed: int = 0) -> FashionMNIST:
+def synthetic_data(train: int = 640, test: int = 200, validation: int = 100, seed: int = 0) -> Splits:
     """A learnable 10-class problem: class c lights a 4x4 patch at a class-specific place, plus noise."""
     generator = torch.Generator().manual_seed(seed)
 
@@ -24,9 +24,14 @@ def synthetic_data(train: int = 640, test: int = 200, seed: int = 0) -> FashionM
             images[labels == c, 0, row:row + 4, col:col + 4] += 0.7
         return images, labels
 
-    return FashionMNIST(*make(train), *make(test), source="synthetic")
+    return Splits(*make(train), *make(validation), *make(test), train_eval=min(train, 200))
+
+
+@pytest.fixture(autouse=True)
+def no_progress_bars(monkeypatch):
+    monkeypatch.setenv("A3_PROGRESS", "0")
 
 
 @pytest.fixture
-def data() -> FashionMNIST:
+def data() -> Splits:
     return synthetic_data()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers import data as data_module
-from helpers.data import DatasetError, check_idx_header, minibatches, prepare, read_split
+from helpers.data import DatasetError, FashionMNISTTensors, check_idx_header, minibatches, prepare, read_split, split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,3 +181,37 @@ def test_failed_download_lists_the_ways_and_the_download_error(tmp_path, monkeyp
     message = str(error.value)
     assert "download failed" in message and "apt-get install dataset-fashion-mnist" in message
     assert "name resolution failed" in message and "Traceback" not in message
+
+
+def tensors(train: int = 100, test: int = 30) -> FashionMNISTTensors:
+    return FashionMNISTTensors(torch.arange(train, dtype=torch.float32).reshape(train, 1, 1, 1), torch.arange(train),
+                               torch.arange(test, dtype=torch.float32).reshape(test, 1, 1, 1), torch.arange(test),
+                               "synthetic")
+
+
+def test_validation_is_held_out_from_training_and_fixed():
+    a, b = split(tensors(), train=60, validation=20, test=30, train_eval=10), split(tensors(), 60, 20, 30, 10)
+    train, held_out = set(a.train_labels.tolist()), set(a.validation_labels.tolist())
+    assert len(train) == 60 and len(held_out) == 20 and not train & held_out
+    assert torch.equal(a.validation_labels, b.validation_labels)  # the same images every time
+    assert a.validation_labels.tolist() != list(range(20))       # a random draw, not the first images
+    assert a.sizes == {"train": 60, "validation": 20, "test": 30, "train_eval": 10}
+    quick = split(tensors(), train=30, validation=20, test=10, train_eval=5)
+    assert torch.equal(quick.validation_labels, a.validation_labels)  # a smaller profile holds out the same images
+    with pytest.raises(ValueError, match="do not fit"):
+        split(tensors(), train=90, validation=20, test=30, train_eval=10)
+
+
+def test_flip_mirrors_about_half_of_each_batch_and_keeps_the_labels():
+    images = torch.rand(1000, 1, 28, 28)
+    labels = torch.arange(1000)
+    generator = torch.Generator().manual_seed(0)
+    mirrored = total = 0
+    for batch, batch_labels in minibatches(images, labels, 100, generator, flip=True):
+        original = images[batch_labels]
+        same = (batch == original).flatten(1).all(1)
+        flipped = (batch == original.flip(-1)).flatten(1).all(1)
+        assert bool((same | flipped).all())  # every image is itself or its mirror image, with its own label
+        mirrored += int(flipped.sum())
+        total += len(batch_labels)
+    assert total == 1000 and 400 < mirrored < 600

@@ -1,66 +1,138 @@
-"""Q1.6's quantity against hand computations."""
+"""Q1.6's quantities against hand computations; no float64 on the device (Apple's MPS has none)."""
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers.gradients import GradientMeanTracker, gradient_means
+from helpers.gradients import GradientTrace, block_means, dead_units, gradient_mean
 from helpers.models import MLP
 
 
-def test_gradient_means_equal_hand_computation():
+def test_gradient_mean_equals_hand_computation():
     # y = W x + b, L = sum(y): dL/dW[i, j] = x[j], dL/db[i] = 1.
     layer = nn.Linear(3, 2)
-    x = torch.tensor([1.0, -2.0, 3.0])
-    layer(x).sum().backward()
-    mean, abs_mean, per_layer = gradient_means(layer)
-    # entries: W.grad = [[1,-2,3],[1,-2,3]], b.grad = [1,1] -> sum 6, |sum| 14, 8 entries
-    assert mean == pytest.approx(6 / 8)
-    assert abs_mean == pytest.approx(14 / 8)
-    assert per_layer == {"": pytest.approx(6 / 8)}  # a bare layer: one group named ""
+    layer(torch.tensor([1.0, -2.0, 3.0])).sum().backward()
+    # entries: W.grad = [[1,-2,3],[1,-2,3]], b.grad = [1,1] -> sum 6 over 8 entries
+    assert float(gradient_mean(layer)) == pytest.approx(6 / 8)
 
 
-def test_gradient_means_average_over_all_entries_not_over_tensors():
+def test_gradient_mean_averages_over_all_entries_not_over_tensors():
     model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     model(torch.ones(1, 2)).sum().backward()
     grads = [p.grad for p in model.parameters()]
     expected = sum(float(g.sum()) for g in grads) / sum(g.numel() for g in grads)
-    mean, abs_mean, per_layer = gradient_means(model)
-    assert mean == pytest.approx(expected)
-    assert abs_mean == pytest.approx(sum(float(g.abs().sum()) for g in grads) / sum(g.numel() for g in grads))
-    assert set(per_layer) == {"0", "1"}
-    assert per_layer["1"] == pytest.approx((float(grads[2].sum()) + float(grads[3].sum())) / 4)
+    assert float(gradient_mean(model)) == pytest.approx(expected)
+    assert expected != pytest.approx(sum(float(g.mean()) for g in grads) / len(grads))  # the two differ here
 
 
 def test_frozen_parameters_are_left_out():
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
     model[0].requires_grad_(False)
     model(torch.ones(1, 2)).sum().backward()
-    _, _, per_layer = gradient_means(model)
-    assert set(per_layer) == {"1"}
-
-
-def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
-    # Softmax cross-entropy: the gradient of each output unit's inputs sums to zero over the classes,
-    # so the output layer adds (almost) nothing to the signed mean -- the observation Q1.6 discusses.
-    torch.manual_seed(0)
-    model = MLP((16,))
-    loss = nn.functional.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8))
-    loss.backward()
-    _, abs_mean, per_layer = gradient_means(model)
-    assert abs(per_layer["linear_relu_stack.2"]) < 1e-8 < abs_mean
+    assert float(gradient_mean(model)) == pytest.approx(float(model[1].weight.grad.sum() + model[1].bias.grad.sum()) / 3)
 
 
 def test_calling_before_backward_is_an_error():
     with pytest.raises(RuntimeError, match="after loss.backward"):
-        gradient_means(nn.Linear(2, 2))
+        gradient_mean(nn.Linear(2, 2))
 
 
-def test_tracker_keeps_only_the_first_steps():
-    layer = nn.Linear(2, 1)
-    tracker = GradientMeanTracker(steps=3)
-    for value in [1.0, 2.0, 3.0, 4.0, 5.0]:
-        layer.zero_grad()
-        (layer(torch.ones(2)) * value).sum().backward()
-        tracker.record(layer)
-    assert tracker.mean == pytest.approx([1.0, 2.0, 3.0])
-    assert len(tracker.abs_mean) == 3 and all(len(v) == 3 for v in tracker.layer_mean.values())
+def one_step(model: nn.Module, trace: GradientTrace, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
+    logits = model(images)
+    model.zero_grad()
+    nn.functional.cross_entropy(logits, labels).backward()
+    trace.record(logits, labels)
+
+
+def test_trace_agrees_with_gradient_mean_and_hand_computed_factors():
+    torch.manual_seed(0)
+    model = MLP((16, 8))
+    trace = GradientTrace(model, steps=3, block=2)
+    activations = {}
+    model.linear_relu_stack[1].register_forward_hook(lambda m, i, o: activations.update(h1=o.detach()))
+    one_step(model, trace)
+    trace.close()
+    series = trace.series()
+    assert series["signed_mean"][0] == pytest.approx(float(gradient_mean(model)), rel=1e-5)
+    grads = [p.grad for p in model.parameters()]
+    assert series["abs_mean"][0] == pytest.approx(sum(float(g.abs().sum()) for g in grads)
+                                                  / sum(g.numel() for g in grads), rel=1e-5)
+    assert series["activation_norm"]["linear_relu_stack.1"][0] == pytest.approx(
+        float(activations["h1"].norm(dim=1).mean()), rel=1e-5)
+    assert 0 < series["error_norm"][0] < 2 ** 0.5  # ||p - y|| of a probability vector and a one-hot
+    assert set(series["layer_signed_mean"]) == {"linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4"}
+
+
+def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
+    # Softmax cross-entropy: the gradient of each output unit's inputs sums to zero over the classes,
+    # so the output layer adds (almost) nothing to the signed mean -- an observation Q1.6 discusses.
+    torch.manual_seed(0)
+    model = MLP((16,))
+    trace = GradientTrace(model, steps=1, block=1)
+    one_step(model, trace)
+    trace.close()
+    series = trace.series()
+    assert abs(series["layer_signed_mean"]["linear_relu_stack.2"][0]) < 1e-8 < series["abs_mean"][0]
+
+
+def test_trace_keeps_the_first_steps_and_block_means_of_all():
+    torch.manual_seed(0)
+    model = MLP((4,))
+    trace = GradientTrace(model, steps=3, block=2)
+    for seed in range(5):
+        one_step(model, trace, seed)
+    trace.close()
+    every = trace.series()["abs_mean"]
+    stored = trace.to_dict()
+    assert stored["steps"]["abs_mean"] == every[:3]
+    assert stored["blocks"]["abs_mean"] == pytest.approx([(every[0] + every[1]) / 2, (every[2] + every[3]) / 2, every[4]])
+    assert block_means([1.0, 2.0, 3.0], 2) == [1.5, 3.0]
+
+
+def test_diverged_steps_are_cut_from_the_trace():
+    model = MLP((4,))
+    trace = GradientTrace(model, steps=10, block=10)
+    for seed in range(4):
+        one_step(model, trace, seed)
+    trace.close(keep_steps=2)
+    assert len(trace.series()["signed_mean"]) == 2
+
+
+class DtypeRecorder(TorchDispatchMode):
+    """Records the dtype of every tensor every operation produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtypes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in (out if isinstance(out, (tuple, list)) else [out]):
+            if isinstance(value, torch.Tensor):
+                self.dtypes.add(value.dtype)
+        return out
+
+
+def test_the_reductions_never_ask_the_device_for_float64():
+    torch.manual_seed(0)
+    model = MLP((16,))
+    trace = GradientTrace(model, steps=5, block=5)
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
+    with DtypeRecorder() as recorder:
+        logits = model(images)
+        nn.functional.cross_entropy(logits, labels).backward()
+        trace.record(logits, labels)
+        trace._pending[-1].float()  # what flush() does on the device before moving to the CPU
+        gradient_mean(model)
+    assert torch.float64 not in recorder.dtypes and torch.float32 in recorder.dtypes
+
+
+def test_dead_units_counts_units_that_never_fire():
+    model = MLP((3,))
+    with torch.no_grad():
+        model.linear_relu_stack[0].weight.zero_()
+        model.linear_relu_stack[0].bias.copy_(torch.tensor([1.0, -1.0, 0.0]))  # unit 0 fires, 1 and 2 never
+    assert dead_units(model, torch.rand(5, 1, 28, 28)) == {"linear_relu_stack.1": [2, 3]}

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from helpers.models import MLP, STRUCTURES, SmallCNN, build, count_parameters
+from helpers import models
+from helpers.models import CNN_CANDIDATES, MLP, STRUCTURES, SmallCNN, architecture, build, count_parameters
 
 
 def mlp_formula(hidden: tuple[int, ...]) -> int:
@@ -35,8 +36,30 @@ def test_cnn_parameter_count_matches_formula_and_is_below_base_mlp():
     head = (c3 * 7 * 7 + 1) * 10                       # flattened 7x7 maps to 10 logits
     model = SmallCNN((c1, c2, c3))
     assert count_parameters(model) == convs + batchnorm + head
-    assert count_parameters(build("cnn")) < 669_706
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_every_cnn_candidate_is_well_under_100k_parameters():
+    assert len(CNN_CANDIDATES) >= 3
+    sizes = [count_parameters(build(name)) for name in CNN_CANDIDATES]
+    assert all(n < 80_000 for n in sizes) and len(set(sizes)) == len(sizes)
+
+
+def test_architecture_changes_with_the_structure_the_size_and_forward(monkeypatch):
+    before = architecture("base")
+    monkeypatch.setitem(models.STRUCTURES, "base", (512, 256))
+    assert architecture("base")["parameters"] != before["parameters"]
+    monkeypatch.setitem(models.STRUCTURES, "base", (512, 512))
+    assert architecture("base") == before
+    monkeypatch.setattr(MLP, "forward", lambda self, x: self.linear_relu_stack(x.flatten(1)))
+    assert architecture("base")["forward"] != before["forward"] and architecture("base")["modules"] == before["modules"]
+
+
+def test_multiply_adds_order_the_networks_by_cost():
+    assert models.multiply_adds("base") == 784 * 512 + 512 * 512 + 512 * 10
+    assert models.relative_cost("base") == 1.0
+    assert models.relative_cost("wider") > models.relative_cost("deeper") > 1
+    assert models.relative_cost("cnn_16_32_64") > models.relative_cost("cnn_8_16_32")
 
 
 def test_count_parameters_skips_frozen_parameters():

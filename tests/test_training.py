@@ -1,31 +1,48 @@
-"""fit(): learning, divergence, targets, settings, repeatability, and the History it returns."""
+"""Recipe and fit(): validation, learning, divergence, the stopping rule, repeatability, the History."""
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from conftest import synthetic_data
-from helpers.models import MLP, build
-from helpers.training import CHANCE_PATIENCE, History, first_reaching, fit
+from helpers import training
+from helpers.models import build
+from helpers.training import History, Recipe, first_reaching, fit, out_of_reach, trend
+
+SMALL = Recipe(model="base", lr=0.3, epochs=3, batch_size=32)
 
 
-def small_fit(data, **kwargs):
-    settings = dict(epochs=3, lr=0.3, batch_size=32, progress=False, seed=0)
-    settings.update(kwargs)
-    torch.manual_seed(0)
-    return fit(MLP((32,)), data, **settings)
+def small_fit(data, **changes) -> History:
+    return fit(build("base", seed=0), data, replace(SMALL, **changes))
 
 
 def test_fit_learns_a_learnable_problem(data):
     history = small_fit(data)
     assert history.epochs == 3 and history.stop_reason == "epochs"
     assert history.train_loss[-1] < 0.5 * history.step_loss[0]
-    assert history.test_accuracy[-1] > 0.9
+    assert history.test_accuracy[-1] > 0.9 and history.validation_accuracy[-1] > 0.9
+    assert history.train_accuracy[-1] > 0.9  # eval mode, on the fixed training sample
     assert len(history.step_loss) == 3 * math.ceil(640 / 32)
     assert len(history.seconds) == len(history.eval_seconds) == 3
-    assert history.parameters == (784 + 1) * 32 + (32 + 1) * 10
+    assert history.parameters == 669_706 and history.data_sizes == data.sizes
     assert sum(map(sum, history.confusion)) == 200
+    assert history.finished >= history.started > 1.7e12  # milliseconds, stored exactly
+
+
+def test_train_accuracy_is_measured_in_eval_mode_on_the_fixed_sample(data, monkeypatch):
+    seen = []
+    real = training.evaluate
+
+    def spy(model, images, labels):
+        result = real(model, images, labels)
+        seen.append((model.training, len(labels)))  # evaluate() left the model as it evaluated it
+        return result
+    monkeypatch.setattr(training, "evaluate", spy)
+    small_fit(data, epochs=1)
+    assert seen[0] == (False, data.train_eval)  # first evaluation: the train sample, in eval mode
+    assert [n for _, n in seen] == [data.train_eval, 100, 200]  # then validation, then test
 
 
 def test_huge_learning_rate_is_reported_as_diverged_not_raised(data):
@@ -37,33 +54,46 @@ def test_huge_learning_rate_is_reported_as_diverged_not_raised(data):
     json.dumps(history.to_dict(), allow_nan=False)  # no NaN reaches the results file
 
 
-def testfirst_reaching_is_one_based_and_none_when_missed():
+def test_first_reaching_is_one_based_and_none_when_missed():
     assert first_reaching([0.5, 0.9, 0.95], 0.9) == 2
     assert first_reaching([0.5, 0.89], 0.9) is None
     assert first_reaching([0.5], None) is None
 
 
-def test_target_epochs_and_stop_at_target(data):
-    full = small_fit(data, epochs=6, target_accuracy=0.9)
-    assert full.epochs == 6 and full.epoch_test_target is not None
-    assert full.test_accuracy[full.epoch_test_target - 1] >= 0.9
-    assert all(a < 0.9 for a in full.test_accuracy[:full.epoch_test_target - 1])
-    stopped = small_fit(data, epochs=6, target_accuracy=0.9, stop_at_target=True)
-    both = max(full.epoch_test_target, full.epoch_train_target)
+def test_stop_once_train_and_test_reach_the_target(data):
+    full = small_fit(data, epochs=6)
+    assert full.epochs == 6
+    both = max(first_reaching(full.train_accuracy, 0.9), first_reaching(full.test_accuracy, 0.9))
+    stopped = small_fit(data, epochs=6, target_accuracy=0.9)
     assert stopped.epochs == both and stopped.stop_reason == "target"
-    kept = small_fit(data, epochs=6, target_accuracy=0.9, stop_at_target=True, min_epochs=5)
+    kept = small_fit(data, epochs=6, target_accuracy=0.9, min_epochs=5)
     assert kept.epochs == max(both, 5)
 
 
-def test_a_run_stuck_at_chance_stops_when_chasing_a_target(data):
-    # test images of class 0 labelled 9: the model learns class 0, so test accuracy stays at 0.0
-    zeros = data.train_images[data.train_labels == 0]
-    stuck = type(data)(data.train_images, data.train_labels, zeros, torch.full((len(zeros),), 9), "synthetic")
-    history = small_fit(stuck, epochs=20, target_accuracy=0.9, stop_at_target=True, min_epochs=2)
-    assert history.stop_reason == "chance" and history.epochs == CHANCE_PATIENCE
-    assert history.at_chance_since() == 1
-    assert small_fit(stuck, epochs=7, target_accuracy=0.9).epochs == 7  # only when chasing a target
-    assert small_fit(stuck, epochs=20, target_accuracy=0.9, stop_at_target=True, min_epochs=8).epochs == 8
+def test_trend_is_the_least_squares_slope_of_the_last_epochs():
+    assert trend([0.1, 0.2, 0.3]) == pytest.approx(0.1)
+    assert trend([0.0] * 5 + [0.5, 0.5, 0.5, 0.5, 0.5] * 2) == pytest.approx(0.0)  # only the last 10 count
+    assert trend([0.4]) == 0.0
+
+
+def test_out_of_reach_stops_only_runs_far_from_the_target():
+    flat_far = [0.3, 0.2, 0.35, 0.25] * 3            # a collapsed run
+    assert out_of_reach(flat_far, 0.9, epochs_left=40)
+    close = [0.88, 0.889, 0.885, 0.887] * 3            # flat but within the margin: goes on
+    assert not out_of_reach(close, 0.9, epochs_left=20)
+    climbing = [0.60 + 0.01 * i for i in range(12)]    # 0.71 + 0.01 * 30 > 0.88: goes on
+    assert not out_of_reach(climbing, 0.9, epochs_left=30)
+    assert out_of_reach(climbing, 0.9, epochs_left=10)
+
+
+def test_a_stuck_run_stops_when_its_target_is_out_of_reach(data):
+    # test and validation images of class 0 labelled 9: the model learns class 0, so they stay at 0 %
+    zeros = data.test_images[data.test_labels == 0]
+    stuck = type(data)(data.train_images, data.train_labels, zeros, torch.full((len(zeros),), 9), zeros,
+                       torch.full((len(zeros),), 9), data.train_eval)
+    history = small_fit(stuck, epochs=20, target_accuracy=0.9, min_epochs=2)
+    assert history.stop_reason == "out_of_reach" and history.epochs == 2
+    assert small_fit(stuck, epochs=4).epochs == 4  # only a run chasing a target stops early
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -71,51 +101,67 @@ def test_a_run_stuck_at_chance_stops_when_chasing_a_target(data):
     (dict(lr=float("inf")), "lr=inf"), (dict(epochs=0), "epochs=0"), (dict(epochs=2.5), "epochs=2.5"),
     (dict(batch_size=0), "batch_size=0"), (dict(optimizer="rmsprop"), "optimizer='rmsprop'"),
     (dict(schedule="cosine"), "schedule='cosine'"), (dict(target_accuracy=90), "target_accuracy=90"),
+    (dict(model="resnet"), "model='resnet'"), (dict(gradient_steps=-1), "gradient_steps=-1"),
 ])
-def test_bad_settings_raise_value_error_before_training(data, bad, message):
-    model = MLP((8,))
-    before = [p.clone() for p in model.parameters()]
-    settings = dict(epochs=1, lr=0.1, progress=False)
-    settings.update(bad)
+def test_a_bad_recipe_is_one_value_error_on_construction(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        fit(model, data, **settings)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        replace(SMALL, **bad)
 
 
 def test_same_seed_gives_bitwise_identical_history(data):
-    runs = [fit(build("base", seed=3), data, epochs=2, lr=0.05, seed=3, progress=False, track_gradient_steps=5)
-            for _ in range(2)]
+    runs = [small_fit(data, epochs=2, lr=0.05, seed=3, gradient_steps=5) for _ in range(2)]
     a, b = (dict(vars(h)) for h in runs)
-    for timing in ("seconds", "eval_seconds"):
+    for timing in ("seconds", "eval_seconds", "started", "finished"):
         a.pop(timing), b.pop(timing)
     assert a == b  # exact float equality, not approx
-    other = fit(build("base", seed=4), data, epochs=2, lr=0.05, seed=4, progress=False)
+    other = small_fit(data, epochs=2, lr=0.05, seed=4)
     assert other.step_loss != runs[0].step_loss
 
 
+def test_a_run_uses_one_thread_whatever_the_machine_has(data, monkeypatch):
+    seen = []
+    real = training.train_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training, "train_epoch", spy)
+    before = torch.get_num_threads()
+    small_fit(data, epochs=1)
+    assert seen == [1] and torch.get_num_threads() == before
+
+
 def test_first_epochs_equals_a_shorter_run(data):
-    long = small_fit(data, epochs=4, target_accuracy=0.9)
-    short = small_fit(data, epochs=2, target_accuracy=0.9)
+    long = small_fit(data, epochs=4, gradient_steps=10)
+    short = small_fit(data, epochs=2, gradient_steps=10)
     cut = long.first_epochs(2)
     assert cut.step_loss == short.step_loss and cut.test_accuracy == short.test_accuracy
-    assert cut.epoch_test_target == short.epoch_test_target and cut.epochs == 2
-
-
-def test_gradient_tracking_records_the_first_steps(data):
-    history = small_fit(data, epochs=2, track_gradient_steps=25)
-    assert len(history.gradient_mean) == len(history.gradient_abs_mean) == 25
-    assert set(history.layer_gradient_mean) == {"linear_relu_stack.0", "linear_relu_stack.2"}
-    assert all(a >= abs(m) for a, m in zip(history.gradient_abs_mean, history.gradient_mean))
+    assert cut.train_accuracy == short.train_accuracy and cut.epochs == 2
+    blocks = cut.gradients["blocks"]["abs_mean"]  # whole blocks only: 40 steps make no 50-step block
+    assert blocks == short.gradients["blocks"]["abs_mean"][:len(blocks)]
+    assert len(long.first_epochs(4).gradients["blocks"]["abs_mean"]) == 80 // 50
 
 
 def test_history_round_trips_through_json(data):
-    history = small_fit(data, epochs=1)
+    history = small_fit(data, epochs=1, gradient_steps=5)
     again = History.from_dict(json.loads(json.dumps(history.to_dict())))
     assert again.test_accuracy == pytest.approx(history.test_accuracy, rel=1e-5)
-    assert again.epochs == 1 and again.settings["lr"] == 0.3
+    assert again.recipe == history.recipe and again.started == history.started
+    assert again.gradients["steps"]["signed_mean"] == pytest.approx(history.gradients["steps"]["signed_mean"], rel=1e-5)
 
 
-def test_cnn_trains_with_its_own_scheme(data):
-    history = fit(build("cnn"), synthetic_data(train=2000), epochs=2, lr=0.01, batch_size=64,
-                  optimizer="adamw", weight_decay=0.05, schedule="onecycle", progress=False)
+def test_cnn_trains_with_its_own_scheme():
+    recipe = Recipe(model="cnn_8_16_32", lr=0.01, epochs=2, batch_size=64, optimizer="adamw", weight_decay=0.05,
+                    schedule="onecycle", flip=True)
+    history = fit(build("cnn_8_16_32"), synthetic_data(train=2000), recipe)
     assert history.test_accuracy[-1] > 0.9 and history.train_loss[1] < history.train_loss[0]
+
+
+def test_confusion_matrix_is_true_by_predicted():
+    class Always3(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+    labels = torch.tensor([0, 0, 1, 3])
+    matrix = training.confusion_matrix(Always3(), torch.zeros(4, 1, 28, 28), labels)
+    assert matrix[0, 3] == 2 and matrix[1, 3] == 1 and matrix[3, 3] == 1 and matrix.sum() == 4
+    assert matrix[3, 0] == 0  # rows are the true class, columns the prediction
