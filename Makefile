@@ -1,32 +1,33 @@
 # Two commands matter: `make run` (execute the notebook, full profile) and `make test`.
 # Both create .venv, install requirements.txt and prepare the data when needed.
+# Without make (Windows): the README lists the plain commands behind each target.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-requirements
 NOTEBOOK := Assignment3_Q1.ipynb
 RAW := data/FashionMNIST/raw
+# Installing system packages needs root and apt; everyone else gets a printed reason instead.
+CAN_INSTALL ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo yes)
 
 .PHONY: run test unit nbval data pdf-tools bench pdf clean
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	cp requirements.txt $@
 
-# The data: already here, FASHION_MNIST_DIR, Debian's package (installed here when we are root
-# with apt and nothing else is available), or torchvision's download.
+# The data: already here, FASHION_MNIST_DIR, Debian's package (installed here when we may), or torchvision's download.
 data: $(INSTALLED)
 	@if [ ! -f $(RAW)/train-images-idx3-ubyte ] && [ -z "$${FASHION_MNIST_DIR:-}" ] \
-	    && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
-	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(CAN_INSTALL)" = yes ]; then \
 	  echo "Installing Debian's dataset-fashion-mnist (works offline)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	fi
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (about 16 min on 2 CPU cores; from cached results/ under 1 min)"
+	@echo "Executing $(NOTEBOOK) with the full profile (about 25 min on 2 CPU cores; from cached results/ about 1 min)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
 
@@ -38,14 +39,16 @@ unit: data pdf-tools
 nbval: data
 	A3_PROFILE=quick A3_RERUN=1 A3_PROGRESS=0 $(PY) -m pytest --nbval-lax -p no:cacheprovider $(NOTEBOOK)
 
-# Chromium prints the PDF; poppler-utils (pdftotext, pdfimages) lets the tests read it back.
+# A browser prints the PDF; poppler-utils (pdftotext, pdfimages) lets the tests read it back.
+# Installed when we may (CI: root with apt); otherwise the PDF tests are skipped and say why.
 pdf-tools:
 	@if ! command -v chromium >/dev/null || ! command -v pdftotext >/dev/null; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "Installing chromium and poppler-utils (for make pdf)"; \
+	  if [ "$(CAN_INSTALL)" = yes ]; then \
+	    echo "Installing chromium and poppler-utils (for make pdf and its tests)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; \
 	  else \
-	    echo "make pdf needs Chromium and poppler-utils: sudo apt-get install chromium poppler-utils"; exit 1; \
+	    echo "Not installing chromium/poppler-utils (needs root and apt): the PDF tests will be skipped."; \
+	    echo "  To run them: sudo apt-get install chromium poppler-utils (or see README: Handing in)."; \
 	  fi; \
 	fi
 
