@@ -27,7 +27,7 @@ data: $(INSTALLED)
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (about 25 min on 2 CPU cores; from cached results/ about 1 min)"
+	@echo "Executing $(NOTEBOOK) with the full profile (A3_RERUN=1: about 35 min on 2 CPU cores; from results/: under 1 min)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
 

@@ -46,6 +46,13 @@ def steps_per_epoch(run: History) -> int:
     return math.ceil(run.data_sizes["train"] / run.recipe.batch_size)
 
 
+def _legend_below(fig: Figure, ax: plt.Axes, columns: int = 4, space: float = 0.09) -> None:
+    """One legend for the figure, under the axes, so it never covers data."""
+    handles, names = ax.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=columns, frameon=False)
+    fig.tight_layout(rect=(0, space, 1, 1))
+
+
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
     fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH, 2.3))
@@ -74,8 +81,8 @@ def _loss_panel(ax: plt.Axes, key: Any, group: Group) -> None:
         smooth = _smooth(first.step_loss, window)
         ax.plot((np.arange(len(smooth)) + window) / per_epoch, np.minimum(smooth, top), color=MINIBATCH, lw=0.7)
         if smooth.max() > top:
-            ax.text(0.98, 0.97, f"minibatch curve clipped at {top:.1f} (peak {smooth.max():.1f})",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
+            ax.text(0.98, 0.97, f"clipped (peak {smooth.max():.1f})", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=7, color="0.3", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     for i, run in enumerate(group):
         epochs = np.arange(1, run.epochs + 1)
         width, alpha = (1.6, 1.0) if i == 0 else (0.9, 0.55)
@@ -165,8 +172,7 @@ def accuracy_vs_lr(groups: dict[float, Group], required: list[float]) -> Figure:
     left.set_ylim(0, 1)
     left.set_title("(a) every rate: dots are seeds, the line their mean")
     right.set_title("(b) the rates where every seed learned: mean ± std")
-    right.legend(loc="lower center", ncol=2, fontsize=7)
-    fig.tight_layout()
+    _legend_below(fig, left, columns=7, space=0.1)
     return fig
 
 
@@ -206,7 +212,7 @@ def _clip_to_the_others(ax: plt.Axes, groups: dict[Any, Group], values: Callable
 def gradient_readings(groups: dict[float, Group], steps: int) -> Figure:
     """Q1.6's two readings per rate: the signed mean (left) and the mean |gradient| (right), over the first
     `steps` steps one by one (top) and over whole runs as block means (bottom)."""
-    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.0))
+    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.6))
     block = next(r.gradients["block"] for g in groups.values() for r in g if r.gradients)
     rows = (("steps", "training step (gradients read after loss.backward())", f"first {steps} steps"),
             ("blocks", "epoch", f"whole runs, {block}-step means"))
@@ -228,9 +234,8 @@ def gradient_readings(groups: dict[float, Group], steps: int) -> Figure:
         for ax in (left, right):
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3, which="both")
-    axes[0][1].legend(loc="lower left", ncol=4)
     fig.suptitle("Q1.6: line = mean over the seeds, band = min to max", fontsize=9)
-    fig.tight_layout()
+    _legend_below(fig, axes[0][1], space=0.05)
     return fig
 
 
@@ -238,6 +243,7 @@ def gradient_factors(groups: dict[float, Group]) -> Figure:
     """What a weight gradient is made of, over whole runs: the error term ||p - y|| and the hidden activations."""
     first = next(r for g in groups.values() for r in g if r.gradients)
     relus = list(first.gradients["blocks"]["activation_norm"])
+    clipped = False
     fig, axes = plt.subplots(1, 1 + len(relus), figsize=(WIDTH, 3.2))
     x_of = lambda run: _steps_axis(run, "blocks")  # noqa: E731
     for key, group in groups.items():
@@ -255,14 +261,15 @@ def gradient_factors(groups: dict[float, Group]) -> Figure:
         ax.set_yscale("log")
         if ax.get_ylim()[0] < 1e-2:
             ax.set_ylim(bottom=1e-2)
-            ax.text(0.02, 0.02, "clipped below 0.01 (a band reaching 0: units that died)", transform=ax.transAxes,
-                    fontsize=7, color="0.3")
+            clipped = True
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
         ax.title.set_fontsize(8)
-    axes[0].legend(loc="lower left", ncol=2)
-    fig.tight_layout()
+    fig.suptitle("Q1.6: the two factors of a weight gradient, mean over the seeds (band: min to max)"
+                 + ("; activation axes clipped below 0.01 (bands that reach 0 are layers whose units died)"
+                    if clipped else ""), fontsize=8)
+    _legend_below(fig, axes[0], space=0.1)
     return fig
 
 
@@ -284,9 +291,8 @@ def ablation_curves(groups: dict[tuple[str, str], Group]) -> Figure:
     for ax in (left, right):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    left.legend(loc="lower right")
     fig.suptitle("Q1.7: network x training scheme, mean over 3 seeds (band: min to max)", fontsize=9)
-    fig.tight_layout()
+    _legend_below(fig, left, space=0.1)
     return fig
 
 
@@ -324,6 +330,5 @@ def errors_by_class(cnn: Group, mlp: Group, title: str) -> Figure:
     right.set_xlabel("test accuracy of the class (axis from 50 %)")
     right.set_title("(b) accuracy per class", fontsize=9)
     right.grid(alpha=0.3, axis="x")
-    right.legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
+    _legend_below(fig, right, columns=2, space=0.07)
     return fig

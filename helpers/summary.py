@@ -17,11 +17,21 @@ from .training import History, round_floats, first_reaching, pick_device
 CHANCE = 0.15  # 10 balanced classes: guessing gives 0.10
 
 
+def cpu_name() -> str:
+    """The CPU model (Linux: /proc/cpuinfo, with whether it has AVX-512), else what platform reports."""
+    try:
+        info = open("/proc/cpuinfo").read()
+        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        return f"{name} ({'AVX-512' if 'avx512f' in info else 'AVX2, no AVX-512' if 'avx2' in info else 'no AVX2'})"
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     """Library versions and the machine the runs use."""
     device = pick_device()
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "device": str(device),
-            "cpu": platform.processor() or platform.machine(), "cores": worker_count(),
+            "cpu": cpu_name(), "cores": worker_count(),
             "threads_per_run": 1 if device.type == "cpu" else None,
             "runs_side_by_side": worker_count() if device.type == "cpu" else 1}
 
@@ -112,7 +122,7 @@ def build(profile: Profile, env: dict[str, Any], every_run: dict[str, History], 
                        "abs_mean": [_epoch_means(r, "abs_mean") for r in group],
                        "error_norm": [_epoch_means(r, "error_norm") for r in group]}
                       for lr, group in after_10.items() if all(r.gradients for r in group)],
-        "q1_7": [{"model": chosen, "scheme": "cnn", "parameters": ablation[(chosen, "cnn")][0].parameters,
+        "q1_7": [{"model": "cnn", "network": chosen, "scheme": "cnn", "parameters": ablation[(chosen, "cnn")][0].parameters,
                   "epochs": ablation[(chosen, "cnn")][0].epochs, **_accuracy_fields(ablation[(chosen, "cnn")]),
                   "seconds_per_epoch": seconds_per_epoch(ablation[(chosen, "cnn")]),
                   "first_epoch_test_90": first_epochs_reaching(ablation[(chosen, "cnn")], target)},

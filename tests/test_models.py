@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import models
-from helpers.models import CNN_CANDIDATES, MLP, STRUCTURES, SmallCNN, architecture, build, count_parameters
+from helpers.models import CNN_CANDIDATES, MLP, SmallCNN, architecture, build, count_parameters
 
 
 def mlp_formula(hidden: tuple[int, ...]) -> int:
@@ -24,9 +24,11 @@ def test_base_mlp_is_the_demo_network():
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
 
 
-def test_presets_are_deeper_and_wider_than_base():
-    assert len(STRUCTURES["deeper"]) > len(STRUCTURES["base"])
-    assert min(STRUCTURES["wider"]) > max(STRUCTURES["base"])
+def test_built_presets_are_deeper_and_wider_than_base():
+    def linear_widths(name):
+        return [m.out_features for m in build(name).modules() if isinstance(m, torch.nn.Linear)][:-1]
+    assert len(linear_widths("deeper")) == 2 * len(linear_widths("base"))  # twice the hidden layers
+    assert linear_widths("wider") == [2 * w for w in linear_widths("base")]  # each twice as wide
 
 
 def test_cnn_parameter_count_matches_formula_and_is_below_base_mlp():

@@ -241,9 +241,14 @@ def test_q1_7_claims(notebook, summary):
     demo = cells[("cnn", "demo")]
     assert all(a < b for a, b in zip(demo["first_epoch_test_90"], cnn["first_epoch_test_90"]))
     assert demo["test_accuracy_mean"] < cnn["test_accuracy_mean"] and demo["test_accuracy_std"] > cnn["test_accuracy_std"]
-    # "a CNN epoch costs several times a base-MLP epoch - as much as the wider MLP"
+    # "a CNN epoch costs several times a base-MLP epoch, the same order as the wider MLP's (whose epoch also
+    # costs several times the base's)"
     assert cnn["seconds_per_epoch"] > 2 * mlp["seconds_per_epoch"]
-    assert 0.65 < cnn["seconds_per_epoch"] / mlps["wider"]["seconds_per_epoch"] < 1.5
+    assert mlps["wider"]["seconds_per_epoch"] > 1.8 * mlp["seconds_per_epoch"]
+    assert 0.5 < cnn["seconds_per_epoch"] / mlps["wider"]["seconds_per_epoch"] < 2
+    # "Per accuracy gained, it is by far the cheaper way to grow": more accuracy per extra second than the wider MLP
+    gain = lambda r: (r["test_accuracy_mean"] - mlp["test_accuracy_mean"]) / (r["seconds_per_epoch"] - mlp["seconds_per_epoch"])
+    assert gain(cnn) > 5 * max(gain(mlps["wider"]), 1e-9)
 
 
 def test_q1_7_remaining_errors_are_the_upper_body_garments(notebook):
