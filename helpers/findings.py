@@ -14,8 +14,8 @@ from typing import Any
 from IPython.display import Markdown
 
 from . import models
-from .stats import (Group, accuracy, accuracy_text, best_epoch, improvement_rate, percent, sci, seconds_per_epoch,
-                    signed, stuck)
+from .stats import (Group, accuracy, accuracy_text, best_epoch, gradient_stats, improvement_rate, percent, sci,
+                    seconds_per_epoch, signed, stuck)
 from .training import History, first_reaching
 
 
@@ -126,8 +126,7 @@ def epochs_to_target(runs: dict[float, History], target: float) -> str:
     return bullets(lines)
 
 
-def learning_rate_sweep(groups: dict[float, Group], runs: dict[float, History], required: list[float],
-                        target: float) -> str:
+def learning_rate_sweep(groups: dict[float, Group], target: float) -> str:
     """Q1.4 in numbers: accuracy at every rate trained, and which rates learned in every seed."""
     epochs = next(iter(groups.values()))[0].recipe.epochs
     lines = [f"Test accuracy after {epochs} epochs (mean ± std over seeds): "
@@ -145,7 +144,7 @@ def learning_rate_sweep(groups: dict[float, Group], runs: dict[float, History], 
     return bullets(lines)
 
 
-def structures(groups: dict[str, Group], rate_groups: dict[float, Group]) -> str:
+def structures(groups: dict[str, Group]) -> str:
     """Q1.5 in numbers: each variant against the base, with the seed spread, size and time; how well each fits."""
     base = groups["base"]
     base_mean, base_std = accuracy(base)
@@ -167,52 +166,6 @@ def structures(groups: dict[str, Group], rate_groups: dict[float, Group]) -> str
     return bullets(lines)
 
 
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else float("nan")
-
-
-def gradient_stats(group: Group) -> dict[str, float]:
-    """Q1.6 numbers of one rate, mean over the tracked seeds: both readings at several horizons, the factors."""
-    runs = [r for r in group if r.gradients and r.gradients["steps"]["signed_mean"]]
-    per_epoch = round(len(runs[0].gradients["blocks"]["signed_mean"]) / max(runs[0].epochs, 1))
-
-    def avg(horizon: str, key: str, part: slice, sub: str | None = None) -> float:
-        def series(run: History) -> list[float]:
-            value = run.gradients[horizon][key]
-            return value[sub] if sub else value
-        return _mean([_mean(series(r)[part]) for r in runs if series(r)[part]])
-
-    steps = runs[0].gradients["steps"]
-    relus = list(steps["activation_norm"])
-    layers = list(steps["layer_signed_mean"])
-    first, last = slice(0, per_epoch), slice(-per_epoch, None)
-    stats = {
-        "signed_step1": avg("steps", "signed_mean", slice(0, 1)),
-        "signed_91_100": avg("steps", "signed_mean", slice(90, 100)),
-        "signed_epoch1": avg("blocks", "signed_mean", first),
-        "signed_last": avg("blocks", "signed_mean", last),
-        "abs_step1": avg("steps", "abs_mean", slice(0, 1)),
-        "abs_91_100": avg("steps", "abs_mean", slice(90, 100)),
-        "abs_epoch1": avg("blocks", "abs_mean", first),
-        "abs_last": avg("blocks", "abs_mean", last),
-        "negative_share": _mean([sum(v < 0 for v in r.gradients["steps"]["signed_mean"]) /
-                                 len(r.gradients["steps"]["signed_mean"]) for r in runs]),
-        "ratio": _mean([_mean([abs(s) / a for s, a in zip(r.gradients["steps"]["signed_mean"],
-                                                          r.gradients["steps"]["abs_mean"]) if a])
-                        for r in runs]),
-        "output_max": max(abs(v) for r in runs for v in r.gradients["steps"]["layer_signed_mean"][layers[-1]]),
-        "error_epoch1": avg("blocks", "error_norm", first), "error_last": avg("blocks", "error_norm", last),
-        "error_step1": avg("steps", "error_norm", slice(0, 1)),
-        "error_91_100": avg("steps", "error_norm", slice(90, 100)),
-    }
-    for i, relu in enumerate(relus, start=1):
-        stats[f"activation{i}_step1"] = avg("steps", "activation_norm", slice(0, 1), relu)
-        stats[f"activation{i}_91_100"] = avg("steps", "activation_norm", slice(90, 100), relu)
-        stats[f"activation{i}_epoch1"] = avg("blocks", "activation_norm", first, relu)
-        stats[f"activation{i}_last"] = avg("blocks", "activation_norm", last, relu)
-    return stats
-
-
 def gradients(groups: dict[float, Group]) -> str:
     """Q1.6 in numbers beyond the table: sign and share of the signed mean, the two factors, the output layer."""
     lines = []
@@ -227,7 +180,7 @@ def gradients(groups: dict[float, Group]) -> str:
     return bullets(lines)
 
 
-def ablation(groups: dict[tuple[str, str], Group], mlps: dict[str, Group], target: float) -> str:
+def ablation(groups: dict[tuple[str, str], Group], mlps: dict[str, Group]) -> str:
     """Q1.7 in numbers: the 2x2 split into architecture and scheme effects, and the time per epoch."""
     cnn = next(network for network, _ in groups if models.is_cnn(network))
     mean = {key: accuracy(group)[0] for key, group in groups.items()}

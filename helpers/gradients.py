@@ -41,10 +41,10 @@ class GradientTrace:
         self.steps, self.block = steps, block
         self.layers = parameter_layers(model)
         self.layer_sizes = {name: sum(p.numel() for p in ps) for name, ps in self.layers.items()}
-        self.relus = [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
+        relus = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
+        self.relus = [name for name, _ in relus]
         self._activation: dict[str, torch.Tensor] = {}
-        self._hooks = [module.register_forward_hook(self._keep_norm(name))
-                       for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
+        self._hooks = [module.register_forward_hook(self._keep_norm(name)) for name, module in relus]
         self._pending: list[torch.Tensor] = []   # this epoch's per-step vectors, still on the device
         self._rows: list[torch.Tensor] = []      # earlier epochs', on the CPU
 
@@ -92,8 +92,8 @@ class GradientTrace:
     def to_dict(self) -> dict[str, object]:
         """The first `steps` steps one by one, and block means over the whole run, ready for JSON."""
         every = self.series()
-        return {"layer_sizes": self.layer_sizes, "steps": _map(every, lambda v: v[:self.steps]),
-                "block": self.block, "blocks": _map(every, lambda v: block_means(v, self.block))}
+        return {"layer_sizes": self.layer_sizes, "steps": map_series(every, lambda v: v[:self.steps]),
+                "block": self.block, "blocks": map_series(every, lambda v: block_means(v, self.block))}
 
 
 def block_means(values: list[float], block: int) -> list[float]:
@@ -101,7 +101,8 @@ def block_means(values: list[float], block: int) -> list[float]:
     return [sum(values[i:i + block]) / len(values[i:i + block]) for i in range(0, len(values), block)]
 
 
-def _map(series: dict[str, object], f) -> dict[str, object]:
+def map_series(series: dict[str, object], f) -> dict[str, object]:
+    """Apply `f` to every series of a trace, including the per-layer ones."""
     return {k: ({name: f(v) for name, v in value.items()} if isinstance(value, dict) else f(value))
             for k, value in series.items()}
 

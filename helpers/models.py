@@ -100,6 +100,13 @@ def is_cnn(name: str) -> bool:
     return name in CNN_CANDIDATES
 
 
+def layer_sizes(name: str) -> str:
+    """'784-512-512-10' for an MLP, the channels '16-32-64' for a CNN: how tables and figures name a network."""
+    check_name(name)
+    sizes = CNN_CANDIDATES[name] if name in CNN_CANDIDATES else (INPUT_SIZE, *STRUCTURES[name], NUM_CLASSES)
+    return "-".join(map(str, sizes))
+
+
 def multiply_adds(name: str) -> int:
     """Multiply-adds of one forward pass of one image (the convolutions and linear layers)."""
     check_name(name)

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from . import models
 from .data import CLASS_NAMES
-from .stats import Group, band, percent
+from .stats import SCHEME_NAMES, Group, band, percent
 from .training import History
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -35,15 +35,8 @@ def color(key: Any) -> str:
 def label(key: Any) -> str:
     """'lr 0.1', 'base MLP 784-512-512-10', or the CNN's name."""
     if isinstance(key, str):
-        if models.is_cnn(key):
-            return f"CNN {'-'.join(map(str, models.CNN_CANDIDATES[key]))}"
-        return f"{key} MLP " + "-".join(str(n) for n in (784, *models.STRUCTURES[key], 10))
+        return f"CNN {models.layer_sizes(key)}" if models.is_cnn(key) else f"{key} MLP {models.layer_sizes(key)}"
     return f"lr {key:g}"
-
-
-def steps_per_epoch(run: History) -> int:
-    """Minibatches per epoch."""
-    return math.ceil(run.data_sizes["train"] / run.recipe.batch_size)
 
 
 def _legend_below(fig: Figure, ax: plt.Axes, columns: int = 4, space: float = 0.09) -> None:
@@ -74,7 +67,7 @@ def _smooth(values: list[float], window: int) -> np.ndarray:
 
 def _loss_panel(ax: plt.Axes, key: Any, group: Group) -> None:
     first = group[0]
-    per_epoch = steps_per_epoch(first)
+    per_epoch = first.steps_per_epoch
     top = 1.15 * max([*(v for run in group for v in run.train_loss + run.test_loss), math.log(10)])
     if first.step_loss:
         window = max(1, per_epoch // 20)
@@ -182,7 +175,7 @@ def _steps_axis(run: History, horizon: str) -> np.ndarray:
         return np.arange(1, len(run.gradients["steps"]["signed_mean"]) + 1)
     block = run.gradients["block"]
     n = len(run.gradients["blocks"]["signed_mean"])
-    return (np.arange(n) * block + block / 2) / steps_per_epoch(run)
+    return (np.arange(n) * block + block / 2) / run.steps_per_epoch
 
 
 def _banded(ax: plt.Axes, key: Any, group: Group, x_of: Callable[[History], np.ndarray],
@@ -282,7 +275,7 @@ def ablation_curves(groups: dict[tuple[str, str], Group]) -> Figure:
             mean, low, high = band(group, lambda r, s=series: getattr(r, s))
             x = epochs(group[0])[:len(mean)]
             ax.plot(x, mean, "-" if scheme == "cnn" else "--", color=color(network), lw=1.5,
-                    label=f"{'CNN' if models.is_cnn(network) else 'base MLP'}, {scheme_name(scheme)}")
+                    label=f"{'CNN' if models.is_cnn(network) else 'base MLP'}, {SCHEME_NAMES[scheme]}")
             ax.fill_between(x, low, high, color=color(network), alpha=0.15, lw=0)
     left.set_ylabel("test accuracy")
     right.set_ylabel("test loss")
@@ -294,11 +287,6 @@ def ablation_curves(groups: dict[tuple[str, str], Group]) -> Figure:
     fig.suptitle("Q1.7: network x training scheme, mean over 3 seeds (band: min to max)", fontsize=9)
     _legend_below(fig, left, space=0.1)
     return fig
-
-
-def scheme_name(scheme: str) -> str:
-    """'demo' -> 'demo scheme', 'cnn' -> "CNN's scheme"."""
-    return {"demo": "demo scheme", "cnn": "CNN's scheme"}.get(scheme, scheme)
 
 
 def errors_by_class(cnn: Group, mlp: Group, title: str) -> Figure:

@@ -103,6 +103,60 @@ def distinct_predictions(run: History) -> int:
     return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else 0
 
 
+SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}  # Q1.7's two training schemes
+
+
+def blocks_per_epoch(run: History) -> float:
+    """How many of the gradient trace's whole-run block means fall in one epoch."""
+    return len(run.gradients["blocks"]["signed_mean"]) / max(run.epochs, 1)
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
+
+
+def gradient_stats(group: Group) -> dict[str, float]:
+    """Q1.6 numbers of one rate, mean over the tracked seeds: both readings at several horizons, the factors."""
+    runs = [r for r in group if r.gradients and r.gradients["steps"]["signed_mean"]]
+    per_epoch = round(blocks_per_epoch(runs[0]))
+
+    def avg(horizon: str, key: str, part: slice, sub: str | None = None) -> float:
+        def series(run: History) -> list[float]:
+            value = run.gradients[horizon][key]
+            return value[sub] if sub else value
+        return _mean([_mean(series(r)[part]) for r in runs if series(r)[part]])
+
+    steps = runs[0].gradients["steps"]
+    relus = list(steps["activation_norm"])
+    layers = list(steps["layer_signed_mean"])
+    first, last = slice(0, per_epoch), slice(-per_epoch, None)
+    stats = {
+        "signed_step1": avg("steps", "signed_mean", slice(0, 1)),
+        "signed_91_100": avg("steps", "signed_mean", slice(90, 100)),
+        "signed_epoch1": avg("blocks", "signed_mean", first),
+        "signed_last": avg("blocks", "signed_mean", last),
+        "abs_step1": avg("steps", "abs_mean", slice(0, 1)),
+        "abs_91_100": avg("steps", "abs_mean", slice(90, 100)),
+        "abs_epoch1": avg("blocks", "abs_mean", first),
+        "abs_last": avg("blocks", "abs_mean", last),
+        "negative_share": _mean([sum(v < 0 for v in r.gradients["steps"]["signed_mean"]) /
+                                 len(r.gradients["steps"]["signed_mean"]) for r in runs]),
+        "ratio": _mean([_mean([abs(s) / a for s, a in zip(r.gradients["steps"]["signed_mean"],
+                                                          r.gradients["steps"]["abs_mean"]) if a])
+                        for r in runs]),
+        "output_max": max(abs(v) for r in runs for v in r.gradients["steps"]["layer_signed_mean"][layers[-1]]),
+        "error_epoch1": avg("blocks", "error_norm", first), "error_last": avg("blocks", "error_norm", last),
+        "error_step1": avg("steps", "error_norm", slice(0, 1)),
+        "error_91_100": avg("steps", "error_norm", slice(90, 100)),
+    }
+    for i, relu in enumerate(relus, start=1):
+        stats[f"activation{i}_step1"] = avg("steps", "activation_norm", slice(0, 1), relu)
+        stats[f"activation{i}_91_100"] = avg("steps", "activation_norm", slice(90, 100), relu)
+        stats[f"activation{i}_epoch1"] = avg("blocks", "activation_norm", first, relu)
+        stats[f"activation{i}_last"] = avg("blocks", "activation_norm", last, relu)
+    return stats
+
+
 def band(group: Group, values: Callable[[History], list[float]]) -> tuple[list[float], list[float], list[float]]:
     """Mean, min and max over the group's runs, point by point (cut to the shortest run)."""
     series = [values(run) for run in group]

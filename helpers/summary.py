@@ -9,9 +9,8 @@ import torchvision
 
 from . import models
 from .config import Profile, worker_count
-from .findings import gradient_stats
-from .stats import Group, accuracy, best_epoch, distinct_predictions, finals, first_epochs_reaching, \
-    improvement_rate, seconds_per_epoch, stuck
+from .stats import (Group, accuracy, best_epoch, blocks_per_epoch, distinct_predictions, finals,
+                    first_epochs_reaching, gradient_stats, improvement_rate, seconds_per_epoch, stuck)
 from .training import History, round_floats, first_reaching, pick_device
 
 CHANCE = 0.15  # 10 balanced classes: guessing gives 0.10
@@ -54,8 +53,7 @@ def _accuracy_fields(group: Group, series: str = "test_accuracy") -> dict[str, A
 
 def _epoch_means(run: History, key: str) -> list[float]:
     """Per-epoch means of a block series of the gradient trace."""
-    blocks = run.gradients["blocks"][key]
-    per_epoch = len(blocks) / max(run.epochs, 1)
+    blocks, per_epoch = run.gradients["blocks"][key], blocks_per_epoch(run)
     return [sum(part) / len(part) for e in range(run.epochs)
             if (part := blocks[round(e * per_epoch):round((e + 1) * per_epoch)])]
 

@@ -9,8 +9,8 @@ import pandas as pd
 from . import models
 from .config import Profile
 from .data import CLASS_NAMES
-from .stats import (Group, accuracy, accuracy_text, best_epoch, distinct_predictions, first_epochs_reaching, percent,
-                    sci, seconds_per_epoch, signed, stuck)
+from .stats import (SCHEME_NAMES, Group, accuracy, accuracy_text, best_epoch, distinct_predictions,
+                    first_epochs_reaching, gradient_stats, percent, sci, seconds_per_epoch, signed, stuck)
 from .training import History, Recipe, first_reaching
 
 OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
@@ -96,12 +96,12 @@ def epochs_to_target(runs: dict[float, History], target: float) -> pd.DataFrame:
 STOP_REASONS = {"target": "both reached", "out_of_reach": "out of reach", "epochs": "cap", "diverged": "diverged"}
 
 
-def speed_by_rate(runs: dict[float, History], rates: list[float],
+def speed_by_rate(runs: dict[float, History], rates: list[float], target: float,
                   levels: tuple[tuple[str, float], ...] = (("test_accuracy", 0.80), ("test_accuracy", 0.85),
                                                            ("train_accuracy", 0.90))) -> pd.DataFrame:
     """Q1.4: epochs each rate needed to reach a few accuracy levels, and (in brackets) how many times the
     epochs the next-larger rate needed."""
-    learning = sorted((lr for lr in rates if lr in runs and not stuck(runs[lr], 0.9)), reverse=True)
+    learning = sorted((lr for lr in rates if lr in runs and not stuck(runs[lr], target)), reverse=True)
     rows = []
     for i, lr in enumerate(learning):
         row: dict[str, Any] = {"Lr": f"{lr:g}"}
@@ -117,7 +117,7 @@ def speed_by_rate(runs: dict[float, History], rates: list[float],
 
 def structures(groups: dict[str, Group]) -> pd.DataFrame:
     """Q1.5: Structures | Accuracy (mean ± std) | Validation | Parameters | s/epoch."""
-    return pd.DataFrame([{"Structures": "-".join(str(n) for n in (784, *models.STRUCTURES[name], 10)) + f" ({name})",
+    return pd.DataFrame([{"Structures": f"{models.layer_sizes(name)} ({name})",
                           "Accuracy": accuracy_text(group), "Validation": accuracy_text(group, "validation_accuracy"),
                           "Parameters": f"{group[0].parameters:,}", "s/epoch": f"{seconds_per_epoch(group):.1f}"}
                          for name, group in groups.items()]).set_index("Structures").pipe(compact)
@@ -125,22 +125,16 @@ def structures(groups: dict[str, Group]) -> pd.DataFrame:
 
 def gradient_readings(groups: dict[float, Group]) -> pd.DataFrame:
     """Q1.6: both readings of the mean gradient at several horizons, mean over seeds, per rate."""
-    def mean_of(group: Group, horizon: str, reading: str, part: slice) -> float:
-        values = [sum(v) / len(v) for v in (r.gradients[horizon][reading][part] for r in group) if v]
-        return sum(values) / len(values)
-
     rows = []
     for lr, group in groups.items():
-        tracked = [r for r in group if r.gradients and r.gradients["steps"]["signed_mean"]]
-        if not tracked:
+        if not any(r.gradients for r in group):
             continue
-        per_epoch = round(len(tracked[0].gradients["blocks"]["signed_mean"]) / max(tracked[0].epochs, 1))
+        g = gradient_stats(group)
         row: dict[str, Any] = {"Lr": f"{lr:g}"}
-        for reading, name in (("signed_mean", "signed mean"), ("abs_mean", "mean |g|")):
-            row[f"{name}: step 1"] = sci(mean_of(tracked, "steps", reading, slice(0, 1)))
-            row[f"{name}: steps 91–100"] = sci(mean_of(tracked, "steps", reading, slice(90, 100)))
-            row[f"{name}: epoch 1"] = sci(mean_of(tracked, "blocks", reading, slice(0, per_epoch)))
-            row[f"{name}: last epoch"] = sci(mean_of(tracked, "blocks", reading, slice(-per_epoch, None)))
+        for reading, name in (("signed", "signed mean"), ("abs", "mean |g|")):
+            for horizon, when in (("step1", "step 1"), ("91_100", "steps 91–100"), ("epoch1", "epoch 1"),
+                                  ("last", "last epoch")):
+                row[f"{name}: {when}"] = sci(g[f"{reading}_{horizon}"])
         rows.append(row)
     return compact(pd.DataFrame(rows).set_index("Lr"))
 
@@ -160,7 +154,7 @@ def collapse(group: Group) -> pd.DataFrame:
 
 def candidates(groups: dict[str, Group], chosen: str) -> pd.DataFrame:
     """Q1.7: the candidate CNNs with their validation accuracy (the test set plays no part in the choice)."""
-    return pd.DataFrame([{"Candidate": name, "Channels": "-".join(map(str, models.CNN_CANDIDATES[name])),
+    return pd.DataFrame([{"Candidate": name, "Channels": models.layer_sizes(name),
                           "Parameters": f"{group[0].parameters:,}",
                           "Validation accuracy": percent(accuracy(group, "validation_accuracy")[0]),
                           "s/epoch": f"{seconds_per_epoch(group):.1f}", "Chosen": "✓" if name == chosen else ""}
@@ -172,9 +166,8 @@ def ablation(groups: dict[tuple[str, str], Group], target: float) -> pd.DataFram
     rows = []
     for (network, scheme), group in groups.items():
         epochs = first_epochs_reaching(group, target)
-        rows.append({"Network": "CNN " + "-".join(map(str, models.CNN_CANDIDATES[network]))
-                     if models.is_cnn(network) else "base MLP",
-                     "Scheme": {"demo": "demo", "cnn": "CNN's"}[scheme], "Parameters": f"{group[0].parameters:,}",
+        rows.append({"Network": f"CNN {models.layer_sizes(network)}" if models.is_cnn(network) else "base MLP",
+                     "Scheme": SCHEME_NAMES[scheme].removesuffix(" scheme"), "Parameters": f"{group[0].parameters:,}",
                      "Accuracy": accuracy_text(group), "s/epoch": f"{seconds_per_epoch(group):.1f}",
                      f"First epoch ≥ {percent(target, 0)} (per seed)": ", ".join(str(e) if e else "–" for e in epochs)})
     return pd.DataFrame(rows).set_index(["Network", "Scheme"])
@@ -193,7 +186,6 @@ def overview(rates: dict[float, Group], chase: dict[float, History], every_rate:
              structures_: dict[str, Group], ablation_: dict[tuple[str, str], Group], candidates_: dict[str, Group],
              chosen: str, target: float) -> pd.DataFrame:
     """Each question's key result in a line (all numbers generated from the runs)."""
-    from .findings import gradient_stats  # sentences and tables share the Q1.6 numbers
     label = percent(target, 0)
     sizes = next(iter(rates.values()))[0].data_sizes
 
@@ -224,7 +216,7 @@ def overview(rates: dict[float, Group], chase: dict[float, History], every_rate:
         ("Q1.6", f"lr {gradient_lr:g}: signed mean {sci(g['signed_step1'])} (step 1) → {sci(g['signed_91_100'])} "
                  f"(steps 91–100) → {sci(g['signed_last'])} (last epoch); mean |g| {sci(g['abs_step1'])} → "
                  f"{sci(g['abs_91_100'])} → {sci(g['abs_last'])}."),
-        ("Q1.7", f"CNN {'-'.join(map(str, models.CNN_CANDIDATES[chosen]))} (chosen on validation among "
+        ("Q1.7", f"CNN {models.layer_sizes(chosen)} (chosen on validation among "
                  f"{len(candidates_)}; {cnn[0].parameters:,} parameters): {accuracy_text(cnn)} vs base MLP "
                  f"{accuracy_text(mlp)} ({mlp[0].parameters:,}). Of the {signed(100 * (mean[(chosen, 'cnn')] - mean[('base', 'demo')]), 1)} "
                  f"points, the network alone gives {signed(100 * (mean[(chosen, 'demo')] - mean[('base', 'demo')]), 1)} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -12,7 +12,7 @@ from torch import nn
 
 from . import models
 from .data import CLASS_NAMES, Splits, minibatches
-from .gradients import GradientTrace, dead_units
+from .gradients import GradientTrace, dead_units, map_series
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
@@ -63,8 +63,8 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Recipe:
-        """The Recipe stored in a results file."""
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        """The Recipe stored in a results file (validated again)."""
+        return cls(**values)
 
 
 @dataclass
@@ -108,6 +108,11 @@ class History:
         return None if self.diverged or not self.test_accuracy else self.test_accuracy[-1]
 
     @property
+    def steps_per_epoch(self) -> int:
+        """Minibatches per epoch."""
+        return math.ceil(self.data_sizes["train"] / self.recipe.batch_size)
+
+    @property
     def seconds_total(self) -> float:
         """This run's own training and evaluation time."""
         return sum(self.seconds) + sum(self.eval_seconds)
@@ -118,7 +123,7 @@ class History:
             raise ValueError("first_epochs() is only meaningful for a constant learning rate")
         if n > self.epochs and not self.diverged:
             raise ValueError(f"run has {self.epochs} epochs, fewer than the {n} asked for")
-        steps = math.ceil(self.data_sizes["train"] / self.recipe.batch_size) * n
+        steps = self.steps_per_epoch * n
         cut = {name: getattr(self, name)[:n] for name in EPOCH_SERIES}
         diverged_here = self.diverged and (self.diverged_step or 0) <= steps
         return History(**{**vars(self), **cut, "recipe": replace(self.recipe, epochs=n, target_accuracy=None),
@@ -276,10 +281,9 @@ def _fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
         train_x, validation_x, test_x = (x.contiguous(memory_format=torch.channels_last)
                                          for x in (train_x, validation_x, test_x))
     history = History(recipe, data.sizes, models.count_parameters(model), str(device), started=_now())
-    steps_per_epoch = math.ceil(len(train_y) / recipe.batch_size)
     optimizer = make_optimizer(model, recipe)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
-                                                     total_steps=recipe.epochs * steps_per_epoch)
+                                                     total_steps=recipe.epochs * history.steps_per_epoch)
                  if recipe.schedule == "onecycle" else None)
     trace = GradientTrace(model, recipe.gradient_steps, GRADIENT_BLOCK) if recipe.gradient_steps else None
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -341,9 +345,7 @@ def _cut_trace(trace: dict[str, Any] | None, steps: int) -> dict[str, Any] | Non
     if trace is None:
         return None
     n = steps // trace["block"]
-    blocks = {k: ({name: v[:n] for name, v in value.items()} if isinstance(value, dict) else value[:n])
-              for k, value in trace["blocks"].items()}
-    return {**trace, "blocks": blocks}
+    return {**trace, "blocks": map_series(trace["blocks"], lambda values: values[:n])}
 
 
 def round_floats(value: Any) -> Any:

@@ -87,7 +87,7 @@ def test_best_on_validation_chooses_by_validation_not_test():
 def test_structure_findings_compare_the_difference_with_the_seed_spread():
     groups = {"base": [history([0.8, 0.88], seed=s) for s in (0, 1)],
               "wider": [history([0.8, a], seed=s, parameters=250) for s, a in ((0, 0.885), (1, 0.895))]}
-    text = findings.structures(groups, {})
+    text = findings.structures(groups)
     assert "wider − base: +1.00 points, larger than the larger seed standard deviation (0.71)" in text
     assert "2.50× the parameters" in text
 
