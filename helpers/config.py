@@ -4,8 +4,9 @@
 epochs so the whole notebook runs in about a minute under nbval; it reads and writes its own
 results folder and never touches the full run's results. What is trained (the recipes) is declared
 in the notebook; a profile only sets the data sizes, epochs and seeds those recipes use.
-Environment: ``A3_PROFILE`` (full|quick), ``A3_RERUN=1`` (retrain, ignore cached results),
-``A3_PROGRESS=0`` (no progress bars), ``A3_WORKERS=N`` (runs side by side; default: one per core).
+Environment: ``A3_PROFILE`` (full|quick), ``A3_RERUN=1`` (retrain, ignore stored results),
+``A3_PROGRESS=0`` (no progress bars), ``A3_WORKERS=N`` (runs side by side; default: by cores and memory),
+``A3_DEVICE`` (auto|cpu|cuda|mps; auto = CUDA when present, else the CPU), ``A3_CPU_KERNELS`` (see kernels.py).
 """
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ class Profile:
     train_eval_samples: int            # fixed sample of the training images on which train accuracy is measured
     epochs: int = 10                   # Q1.2, Q1.4, Q1.5, Q1.7
     max_epochs: int = 50               # Q1.3: cap on the epochs spent reaching the target
+    patience: int = 10                 # Q1.3: stop once the accuracies still short of the target stopped improving
     target_accuracy: float = 0.90      # Q1.3
     seeds: tuple[int, ...] = (0, 1, 2)
-    gradient_steps: int = 100          # Q1.6: steps recorded one by one
+    gradient_seeds: int = 10           # Q1.6: seeds of the demo rate over the first 100 steps
     results_dir: Path = ROOT / "results"
     data_root: Path = ROOT / "data"
 
@@ -44,7 +46,7 @@ PROFILES = {
     "full": Profile("full", train_samples=55_000, validation_samples=5_000, test_samples=10_000,
                     train_eval_samples=10_000),
     "quick": Profile("quick", train_samples=4_000, validation_samples=500, test_samples=1_000,
-                     train_eval_samples=1_000, epochs=2, max_epochs=4, seeds=(0, 1),
+                     train_eval_samples=1_000, epochs=2, max_epochs=4, patience=1, seeds=(0, 1), gradient_seeds=3,
                      results_dir=ROOT / "results" / "quick"),
 }
 
@@ -67,12 +69,28 @@ def progress_enabled() -> bool:
     return os.environ.get("A3_PROGRESS", "1") != "0"
 
 
-def worker_count() -> int:
-    """Runs trained side by side on the CPU: env A3_WORKERS, else the cores this process may use."""
+def workers_requested() -> int | None:
+    """Runs trained side by side, as env A3_WORKERS asks (None: decide by cores and memory)."""
     value = os.environ.get("A3_WORKERS")
-    if value is not None:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"A3_WORKERS={value!r}: must be a whole number >= 1")
-        return int(value)
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return max(1, len(cores))
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"A3_WORKERS={value!r}: must be a whole number >= 1")
+    return int(value)
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return max(1, len(usable))
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def device_requested() -> str:
+    """Env A3_DEVICE: auto (CUDA when present, else the CPU), cpu, cuda or mps."""
+    value = os.environ.get("A3_DEVICE", "auto")
+    if value not in DEVICES:
+        raise ValueError(f"A3_DEVICE={value!r} is unknown; choose one of {DEVICES}")
+    return value

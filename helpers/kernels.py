@@ -1,0 +1,55 @@
+"""The same CPU kernels on every x86-64 machine with AVX2, chosen before torch loads.
+
+PyTorch, oneDNN and MKL each pick their kernels by the instruction set they find, so an AVX-512 machine
+sums in another order than an AVX2 one and the same seed gives different numbers. Importing `helpers`
+calls `pin()` first, which asks all three for their AVX2 kernels; the worker processes that train inherit
+it. Then every x86-64 CPU with AVX2 trains bit for bit alike. `A3_CPU_KERNELS=native` keeps the machine's
+fastest kernels instead (numbers may then differ slightly from results/). Apple Silicon and GPUs have their
+own kernels: nothing here applies to them. This module must not import torch.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+SWITCH = "A3_CPU_KERNELS"  # "avx2" (default) or "native"
+
+
+def has_avx2() -> bool:
+    """True on an x86-64 CPU with AVX2 (Linux, macOS and Windows are asked in their own way)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        if sys.platform.startswith("linux"):
+            with open("/proc/cpuinfo") as f:
+                return " avx2" in f.read()
+        if sys.platform == "darwin":
+            flags = subprocess.run(["sysctl", "-n", "machdep.cpu.leaf7_features"], capture_output=True, text=True)
+            return "AVX2" in flags.stdout
+        if sys.platform == "win32":
+            import ctypes
+            return bool(ctypes.windll.kernel32.IsProcessorFeaturePresent(40))  # PF_AVX2_INSTRUCTIONS_AVAILABLE
+    except (OSError, AttributeError):
+        pass
+    return False
+
+
+def pin() -> bool:
+    """Ask PyTorch, oneDNN and MKL for their AVX2 kernels (unless A3_CPU_KERNELS=native or the CPU lacks AVX2).
+
+    Returns True when pinned. Settings the user exported already are kept.
+    """
+    choice = os.environ.get(SWITCH, "avx2")
+    if choice not in ("avx2", "native"):
+        raise ValueError(f"{SWITCH}={choice!r}: use 'avx2' (the same numbers on every x86-64 CPU) or 'native'")
+    if choice == "native" or not has_avx2():
+        return False
+    for name, value in PINNED.items():
+        os.environ.setdefault(name, value)
+    return True
+
+
+PINNED_HERE = pin() and "torch" not in sys.modules  # this process computes with them (torch was not loaded yet)
