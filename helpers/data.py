@@ -20,7 +20,6 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -34,7 +33,6 @@ SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
-SPLIT_SEED = 20260101  # the validation images are the same in every run, profile and machine
 FILE_NAMES = [name for images, labels, _ in SPLITS.values() for name in (images, labels)]
 FIX = "delete it and run `python -m helpers.data` to prepare the data again"
 HOW_TO_GET = (
@@ -53,52 +51,15 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class FashionMNISTTensors:
-    """The published train and test sets as in-memory tensors: images (N, 1, 28, 28) float32 in [0, 1], labels int64."""
+    """The published train and test sets as in-memory tensors: images (N, 1, 28, 28) uint8, labels int64.
+
+    One byte per pixel, as in the files: `splits.to_float` scales a minibatch to [0, 1] as ToTensor() does."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: str
-
-
-@dataclass(frozen=True)
-class Splits:
-    """What one run sees: `train` (learned from), `validation` (choices), `test` (reports only).
-
-    `train_eval` is a fixed sample of `train` on which train accuracy is measured in eval mode.
-    """
-
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    validation_images: torch.Tensor
-    validation_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    train_eval: int
-
-    @property
-    def sizes(self) -> dict[str, int]:
-        """Image counts per split (the keys a Profile's data_sizes uses)."""
-        return {"train": len(self.train_labels), "validation": len(self.validation_labels),
-                "test": len(self.test_labels), "train_eval": self.train_eval}
-
-
-def split(data: FashionMNISTTensors, train: int, validation: int, test: int, train_eval: int,
-          seed: int = SPLIT_SEED) -> Splits:
-    """Hold out `validation` training images (a fixed, seeded draw), keep `train` of the rest and the first `test` test images."""
-    if validation + train > len(data.train_labels) or test > len(data.test_labels) or train_eval > train:
-        raise ValueError(f"split sizes train={train}, validation={validation}, test={test}, train_eval={train_eval} "
-                         f"do not fit {len(data.train_labels)} training and {len(data.test_labels)} test images")
-    order = split_order(len(data.train_labels), seed)
-    held_out, kept = order[:validation], order[validation:validation + train]
-    return Splits(data.train_images[kept], data.train_labels[kept], data.train_images[held_out],
-                  data.train_labels[held_out], data.test_images[:test], data.test_labels[:test], train_eval)
-
-
-def split_order(n: int, seed: int = SPLIT_SEED) -> torch.Tensor:
-    """The fixed shuffled order of the `n` training images: validation first, then the images trained on."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
 def load_fashion_mnist(root: str | Path = "data", download: bool = True) -> FashionMNISTTensors:
@@ -112,7 +73,7 @@ def _load(root: Path, download: bool) -> FashionMNISTTensors:
     tensors = []
     for split, (images_name, labels_name, expected) in SPLITS.items():
         images, labels = read_split(raw / images_name, raw / labels_name, expected)
-        tensors += [images.unsqueeze(1).float().div_(255), labels]
+        tensors += [images.unsqueeze(1), labels]
     return FashionMNISTTensors(*tensors, source=source)
 
 
@@ -224,23 +185,6 @@ def read_split(images_path: Path, labels_path: Path, expected: int | None) -> tu
         raise DatasetError(f"{labels_path}: label {int(labels[index])} at index {index} is outside 0-9. "
                            f"Fix: {FIX}.")
     return images, labels
-
-
-def minibatches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
-                flip: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield shuffled (images, labels) minibatches covering every sample once; the last may be smaller.
-
-    The order comes from the CPU `generator` (the same on every device). With `flip`, a random half of
-    each minibatch is mirrored left-right (data augmentation); labels are unchanged.
-    """
-    order = torch.randperm(len(labels), generator=generator).to(labels.device)
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch = images[index]
-        if flip:
-            mirrored = (torch.rand(len(index), generator=generator) < 0.5).to(images.device)
-            batch = torch.where(mirrored.view(-1, 1, 1, 1), batch.flip(-1), batch)
-        yield batch, labels[index]
 
 
 def first_of_distinct_classes(labels: torch.Tensor, count: int) -> list[int]:

@@ -1,11 +1,13 @@
 """The networks: the demo MLP and its wider/deeper variants (Q1.5), and the small CNN candidates (Q1.7)."""
 from __future__ import annotations
 
-import hashlib
-import inspect
+import functools
+import json
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 INPUT_SIZE = 28 * 28
 NUM_CLASSES = 10
@@ -45,10 +47,7 @@ class MLP(nn.Module):
 
 class SmallCNN(nn.Module):
     """Three 3x3 conv blocks (conv, 2x2 max-pool on the first two, BatchNorm, ReLU), then Linear to 10 logits.
-
-    Pooling before BatchNorm/ReLU (max-pool commutes with ReLU) keeps the elementwise work on 4x fewer
-    activations; that, and the channels-last layout, is what makes it fast on a CPU.
-    """
+    Pooling first (it commutes with ReLU) and the channels-last layout make it fast on a CPU."""
 
     def __init__(self, channels: tuple[int, int, int] = (16, 32, 64)):
         super().__init__()
@@ -65,34 +64,37 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-MODEL_NAMES = (*STRUCTURES, *CNN_CANDIDATES)
-
-
 def check_name(name: str) -> None:
-    """Raise ValueError unless `name` is a model build() knows."""
-    if name not in MODEL_NAMES:
-        raise ValueError(f"model={name!r} is unknown; choose one of {list(MODEL_NAMES)}")
+    """Raise ValueError unless `name` is a network of STRUCTURES or CNN_CANDIDATES."""
+    if name not in STRUCTURES and name not in CNN_CANDIDATES:
+        raise ValueError(f"model={name!r} is unknown; choose one of {[*STRUCTURES, *CNN_CANDIDATES]}")
+
+
+def spec(name: str) -> dict[str, Any]:
+    """What network `name` is, as plain data (sent to the process that trains it and stored with the run)."""
+    check_name(name)
+    if name in CNN_CANDIDATES:
+        return {"network": "SmallCNN", "channels": list(CNN_CANDIDATES[name])}
+    return {"network": "MLP", "hidden_sizes": list(STRUCTURES[name])}
+
+
+def from_spec(network: dict[str, Any], seed: int = 0) -> nn.Module:
+    """A freshly initialised network from its spec, seeded (the global random state is left alone)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if network["network"] == "SmallCNN":
+            return SmallCNN(tuple(network["channels"]))
+        return MLP(tuple(network["hidden_sizes"]))
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
-    """Return a freshly initialised model by name (a STRUCTURES or CNN_CANDIDATES key), seeded for repeatability."""
-    check_name(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return SmallCNN(CNN_CANDIDATES[name]) if name in CNN_CANDIDATES else MLP(STRUCTURES[name])
+    """The network `name` (a STRUCTURES or CNN_CANDIDATES key), freshly initialised and seeded."""
+    return from_spec(spec(name), seed)
 
 
 def count_parameters(model: nn.Module) -> int:
     """Return the number of trainable parameters (entries of tensors with requires_grad)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def architecture(name: str) -> dict[str, object]:
-    """What the network `name` is, for cache keys: its modules, parameter count and a fingerprint of forward()."""
-    model = build(name)
-    forward = inspect.getsource(type(model).forward)
-    return {"modules": repr(model), "parameters": count_parameters(model),
-            "forward": hashlib.sha256(forward.encode()).hexdigest()[:16]}
 
 
 def is_cnn(name: str) -> bool:
@@ -107,16 +109,22 @@ def layer_sizes(name: str) -> str:
     return "-".join(map(str, sizes))
 
 
+@functools.lru_cache(maxsize=None)
+def _counted(network: str, batch: int = 64) -> tuple[int, int]:
+    model = from_spec(json.loads(network))
+    images, labels = torch.rand(batch, 1, 28, 28), torch.arange(batch) % NUM_CLASSES
+    with FlopCounterMode(display=False) as forward:
+        logits = model(images)
+    with FlopCounterMode(display=False) as backward:
+        nn.functional.cross_entropy(logits, labels).backward()
+    return forward.get_total_flops() // (2 * batch), (forward.get_total_flops() + backward.get_total_flops()) // batch
+
+
 def multiply_adds(name: str) -> int:
-    """Multiply-adds of one forward pass of one image (the convolutions and linear layers)."""
-    check_name(name)
-    if name in CNN_CANDIDATES:
-        c1, c2, c3 = CNN_CANDIDATES[name]
-        return 9 * (c1 * 28 * 28 + c1 * c2 * 14 * 14 + c2 * c3 * 7 * 7) + c3 * 7 * 7 * NUM_CLASSES
-    sizes = [INPUT_SIZE, *STRUCTURES[name], NUM_CLASSES]
-    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+    """Multiply-adds of one forward pass of one image, counted by torch.utils.flop_counter."""
+    return _counted(json.dumps(spec(name)))[0]
 
 
-def relative_cost(name: str) -> float:
-    """Rough training cost per epoch relative to the base MLP (used to start the longest runs first)."""
-    return multiply_adds(name) / multiply_adds("base")
+def training_flops(name: str) -> int:
+    """FLOPs of one training step per image (forward and backward), counted by torch.utils.flop_counter."""
+    return _counted(json.dumps(spec(name)))[1]

@@ -1,33 +1,37 @@
-"""Training: a ``Recipe`` says how a network is trained; ``fit()`` trains it and returns a ``History``."""
+"""Training: a ``Recipe`` says how a network is trained; ``fit()`` trains it and returns a ``History``.
+
+This module, `splits` and `gradients` define what a run means: their code (comments and docstrings aside)
+is part of every stored result's key, so editing them retrains what they change.
+"""
 from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
-from . import models
-from .data import CLASS_NAMES, Splits, minibatches
-from .gradients import GradientTrace, dead_units, map_series
+from .device import describe, one_thread
+from .gradients import GradientTrace, dead_units, gradient_means, map_series
+from .models import check_name
+from .splits import Splits, minibatches, to_float
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
-EVAL_BATCH_SIZE = 1000
-TREND_EPOCHS = 10      # a target is "out of reach" when the trend of the last 10 epochs, continued to the cap,
-REACH_MARGIN = 0.02    # stays more than 2 points below it: the run is stuck far from the target
-GRADIENT_BLOCK = 50    # Q1.6 over whole runs: means over blocks of 50 steps
+GRADIENT_STEPS = 100   # Q1.6: the first 100 steps one by one ...
+GRADIENT_BLOCK = 50    # ... and means over blocks of 50 steps after that
+NUM_CLASSES = 10
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How one network is trained, as plain data; validated on construction.
 
-    With `target_accuracy`, training stops once train and test accuracy have both reached it, or once
-    the target is out of reach (see `out_of_reach`), but never before `min_epochs`; `epochs` is the cap.
+    With `target_accuracy`, training stops once train and test accuracy have both reached it, or once the
+    accuracies still short of it have not improved for `patience` epochs (test accuracy is judged on the
+    validation images), but never before `min_epochs`; `epochs` is the cap.
     """
 
     model: str                          # a models.build() name
@@ -38,17 +42,19 @@ class Recipe:
     momentum: float = 0.0
     weight_decay: float = 0.0
     schedule: str = "constant"          # "onecycle": warm up to lr, then anneal to ~0 over the run
-    flip: bool = False                  # mirror a random half of each training minibatch
+    flip: bool = False                  # mirror a random half of the training images each epoch
     seed: int = 0                       # initial weights, shuffling and flips
     target_accuracy: float | None = None
     min_epochs: int = 1
-    gradient_steps: int = 0             # Q1.6: record this many steps one by one, and block means throughout
+    patience: int = 10
+    gradient_epochs: int = 0            # Q1.6: trace the gradient means over this many first epochs
 
     def __post_init__(self) -> None:
-        models.check_name(self.model)
+        check_name(self.model)
         if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr={self.lr!r}: the learning rate must be a finite number > 0")
-        for name, least in (("epochs", 1), ("batch_size", 1), ("min_epochs", 1), ("gradient_steps", 0)):
+        for name, least in (("epochs", 1), ("batch_size", 1), ("min_epochs", 1), ("patience", 1),
+                            ("gradient_epochs", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(f"{name}={value!r}: must be a whole number >= {least}")
@@ -61,11 +67,6 @@ class Recipe:
         if self.momentum < 0 or self.weight_decay < 0:
             raise ValueError(f"momentum={self.momentum!r}, weight_decay={self.weight_decay!r}: must be >= 0")
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Recipe:
-        """The Recipe stored in a results file (validated again)."""
-        return cls(**values)
-
 
 @dataclass
 class History:
@@ -74,7 +75,7 @@ class History:
     recipe: Recipe
     data_sizes: dict[str, int]
     parameters: int
-    device: str
+    machine: dict[str, str]                                         # device.describe(): what computed it
     train_loss: list[float] = field(default_factory=list)           # mean minibatch loss of the epoch (weights moving)
     train_accuracy: list[float] = field(default_factory=list)       # after the epoch, eval mode, fixed train sample
     validation_loss: list[float] = field(default_factory=list)
@@ -87,10 +88,11 @@ class History:
     gradients: dict[str, Any] | None = None                         # GradientTrace.to_dict()
     dead_units: dict[str, list[int]] | None = None                  # per ReLU layer, on the test set
     confusion: list[list[int]] | None = None                        # final model, test set: [true][predicted]
-    stop_reason: str = "epochs"                                     # epochs | target | out_of_reach | diverged
+    stop_reason: str = "epochs"                                     # epochs | target | stalled | diverged
     diverged_step: int | None = None                                # 1-based step whose loss was not finite
     started: int = 0                                                # wall-clock start and end, ms since 1970
     finished: int = 0
+    peak_memory_mb: float | None = None                             # of the process that trained it
 
     @property
     def epochs(self) -> int:
@@ -103,34 +105,26 @@ class History:
         return self.stop_reason == "diverged"
 
     @property
-    def final_test_accuracy(self) -> float | None:
-        """Test accuracy after the last epoch, or None if the run diverged or completed no epoch."""
-        return None if self.diverged or not self.test_accuracy else self.test_accuracy[-1]
-
-    @property
     def steps_per_epoch(self) -> int:
         """Minibatches per epoch."""
         return math.ceil(self.data_sizes["train"] / self.recipe.batch_size)
-
-    @property
-    def seconds_total(self) -> float:
-        """This run's own training and evaluation time."""
-        return sum(self.seconds) + sum(self.eval_seconds)
 
     def first_epochs(self, n: int) -> History:
         """The run as it was after `n` epochs (exact for a constant learning rate: nothing depends on the cap)."""
         if self.recipe.schedule != "constant":
             raise ValueError("first_epochs() is only meaningful for a constant learning rate")
-        if n > self.epochs and not self.diverged:
+        if n > self.epochs and self.stop_reason not in ("diverged", "stalled", "target"):
             raise ValueError(f"run has {self.epochs} epochs, fewer than the {n} asked for")
         steps = self.steps_per_epoch * n
         cut = {name: getattr(self, name)[:n] for name in EPOCH_SERIES}
         diverged_here = self.diverged and (self.diverged_step or 0) <= steps
+        whole = n >= self.epochs
+        reason = "diverged" if diverged_here else self.stop_reason if whole and not self.diverged else "epochs"
         return History(**{**vars(self), **cut, "recipe": replace(self.recipe, epochs=n, target_accuracy=None),
                           "step_loss": self.step_loss[:steps], "gradients": _cut_trace(self.gradients, steps),
-                          "confusion": self.confusion if n == self.epochs else None,
-                          "dead_units": self.dead_units if n == self.epochs else None,
-                          "stop_reason": "diverged" if diverged_here else "epochs",
+                          "confusion": self.confusion if whole else None,
+                          "dead_units": self.dead_units if whole else None,
+                          "stop_reason": reason,
                           "diverged_step": self.diverged_step if diverged_here else None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,35 +134,11 @@ class History:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
         """Rebuild a History written by to_dict()."""
-        return cls(**{**data, "recipe": Recipe.from_dict(data["recipe"])})
+        return cls(**{**data, "recipe": Recipe(**data["recipe"])})
 
 
 EPOCH_SERIES = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "test_loss",
                 "test_accuracy", "seconds", "eval_seconds")
-
-
-def pick_device() -> torch.device:
-    """CUDA if available, then Apple's MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-@contextmanager
-def one_thread(device: torch.device) -> Iterator[None]:
-    """On the CPU, compute with one thread: the thread count changes the order of floating-point sums,
-    so a fixed count makes a run's numbers the same on a 2-core and a 16-core machine."""
-    if device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -187,114 +157,97 @@ def train_epoch(model: nn.Module, batches, loss_fn: nn.Module, optimizer: torch.
     model.train()
     losses = []
     for images, labels in batches:
-        logits = model(images)
-        loss = loss_fn(logits, labels)
+        loss = loss_fn(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
-        if trace:
-            trace.record(logits, labels)  # Q1.6: the gradients, read after loss.backward()
+        if trace is not None:
+            trace.append(gradient_means(model))  # Q1.6: the mean gradient, read after loss.backward()
         optimizer.step()
-        if scheduler:
+        if scheduler is not None:
             scheduler.step()
         losses.append(loss.detach())
     return torch.stack(losses)
 
 
+def eval_batches(images: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The uint8 `images` as float batches (250 on the CPU, where they stay in cache; 5,000 on a GPU)."""
+    size = 250 if images.device.type == "cpu" else 5000
+    for start in range(0, len(images), size):
+        yield to_float(images[start:start + size])
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """Return (mean cross-entropy loss, accuracy) of the model on the given set, in eval mode."""
+    """(mean cross-entropy loss, accuracy) of the model on uint8 `images`, in eval mode."""
     model.eval()
-    loss_sum, correct = torch.zeros((), device=images.device), torch.zeros((), device=images.device)
-    for start in range(0, len(labels), EVAL_BATCH_SIZE):
-        x, y = images[start:start + EVAL_BATCH_SIZE], labels[start:start + EVAL_BATCH_SIZE]
+    loss_sum, correct, start = torch.zeros((), device=labels.device), torch.zeros((), device=labels.device), 0
+    for x in eval_batches(images):
+        y = labels[start:start + len(x)]
         logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
+        start += len(x)
     return float(loss_sum) / len(labels), float(correct) / len(labels)
 
 
 @torch.no_grad()
 def confusion_matrix(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Return the 10x10 count matrix [true class][predicted class] on the given set."""
+    """The 10x10 count matrix [true class][predicted class] on uint8 `images`."""
     model.eval()
-    predicted = torch.cat([model(images[i:i + EVAL_BATCH_SIZE]).argmax(1)
-                           for i in range(0, len(labels), EVAL_BATCH_SIZE)])
-    n = len(CLASS_NAMES)
-    return torch.bincount(labels.cpu() * n + predicted.cpu(), minlength=n * n).reshape(n, n)
+    predicted = torch.cat([model(x).argmax(1) for x in eval_batches(images)])
+    return torch.bincount(labels.cpu() * NUM_CLASSES + predicted.cpu(),
+                          minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
-def trend(values: list[float], epochs: int = TREND_EPOCHS) -> float:
-    """Least-squares slope (per epoch) of the last `epochs` values."""
-    tail = values[-epochs:]
-    if len(tail) < 2:
-        return 0.0
-    mean_x, mean_y = (len(tail) - 1) / 2, sum(tail) / len(tail)
-    return (sum((x - mean_x) * (y - mean_y) for x, y in enumerate(tail))
-            / sum((x - mean_x) ** 2 for x in range(len(tail))))
-
-
-def out_of_reach(accuracies: list[float], target: float, epochs_left: int) -> bool:
-    """True when the best accuracy so far plus the trend of the last TREND_EPOCHS epochs, continued to the
-    cap, stays more than REACH_MARGIN below `target`.
-
-    A straight line is optimistic for a flattening learning curve, and the margin absorbs the epoch-to-epoch
-    noise, so this stops only a run stuck far from its target (a collapsed run, slope ~0, stops at once);
-    a run close to the target or still climbing goes on to the cap.
-    """
-    return max(accuracies) + max(trend(accuracies), 0.0) * epochs_left < target - REACH_MARGIN
+def stalled(values: list[float], patience: int) -> bool:
+    """True when the last `patience` values brought no new best."""
+    return len(values) > patience and max(values[-patience:]) <= max(values[:-patience])
 
 
 def stop_reason(history: History, recipe: Recipe) -> str | None:
-    """Why a run chasing its target stops after this epoch ('target', 'out_of_reach'), or None to go on."""
+    """Why a run chasing its target stops after this epoch ('target', 'stalled'), or None to go on."""
     target = recipe.target_accuracy
     if target is None or history.epochs < recipe.min_epochs:
         return None
-    left = recipe.epochs - history.epochs
-    # The trend of test accuracy is read on the validation images: the test set only reports.
-    pending = []
-    if max(history.train_accuracy) < target:
-        pending.append(history.train_accuracy)
-    if max(history.test_accuracy) < target:
-        pending.append(history.validation_accuracy)
+    # test accuracy is judged on the validation images: the test set only reports
+    pending = [curve for reached, curve in ((max(history.train_accuracy) >= target, history.train_accuracy),
+                                            (max(history.test_accuracy) >= target, history.validation_accuracy))
+               if not reached]
     if not pending:
         return "target"
-    if all(out_of_reach(curve, target, left) for curve in pending):
-        return "out_of_reach"
-    return None
+    return "stalled" if all(stalled(curve, recipe.patience) for curve in pending) else None
 
 
-def fit(model: nn.Module, data: Splits, recipe: Recipe, *, device: torch.device | None = None,
-        on_epoch: Callable[[int], None] | None = None) -> History:
+def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
+        on_epoch: Callable[[int], None] = lambda epoch: None) -> History:
     """Train `model` as the recipe says; after every epoch measure train (eval mode), validation and test
     accuracy; return the History. A non-finite loss stops the run and marks it diverged."""
-    device = device or pick_device()
-    with one_thread(device):
-        return _fit(model.to(device), data, recipe, device, on_epoch or (lambda epoch: None))
+    with one_thread():
+        return _fit(model.to(device), data.to(device), recipe, describe(device), on_epoch)
 
 
-def _fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
+def _fit(model: nn.Module, data: Splits, recipe: Recipe, machine: dict[str, str],
          on_epoch: Callable[[int], None]) -> History:
-    moved = [t.to(device) for t in (data.train_images, data.train_labels, data.validation_images,
-                                    data.validation_labels, data.test_images, data.test_labels)]
-    train_x, train_y, validation_x, validation_y, test_x, test_y = moved
-    if isinstance(model, models.SmallCNN):
-        train_x, validation_x, test_x = (x.contiguous(memory_format=torch.channels_last)
-                                         for x in (train_x, validation_x, test_x))
-    history = History(recipe, data.sizes, models.count_parameters(model), str(device), started=_now())
+    history = History(recipe, data.sizes, sum(p.numel() for p in model.parameters() if p.requires_grad), machine,
+                      started=_now())
     optimizer = make_optimizer(model, recipe)
     scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
                                                      total_steps=recipe.epochs * history.steps_per_epoch)
                  if recipe.schedule == "onecycle" else None)
-    trace = GradientTrace(model, recipe.gradient_steps, GRADIENT_BLOCK) if recipe.gradient_steps else None
+    trace = GradientTrace(model, GRADIENT_STEPS, GRADIENT_BLOCK) if recipe.gradient_epochs else None
     generator = torch.Generator().manual_seed(recipe.seed)
     loss_fn = nn.CrossEntropyLoss()
+    train_sample = (data.train_images[:data.train_eval], data.train_labels[:data.train_eval])
 
     for epoch in range(1, recipe.epochs + 1):
         start = time.perf_counter()
-        batches = minibatches(train_x, train_y, recipe.batch_size, generator, flip=recipe.flip)
-        losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, trace).cpu()
-        if trace:
+        batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, flip=recipe.flip)
+        tracing = trace if epoch <= recipe.gradient_epochs else None
+        losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, tracing).cpu()
+        if tracing is not None:
             trace.flush()
+            if epoch == recipe.gradient_epochs:
+                trace.close()  # the hooks come off: the rest of the run trains untraced
         finite = torch.isfinite(losses)
         if not finite.all():
             good = int(finite.long().cumprod(0).sum())
@@ -305,8 +258,8 @@ def _fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
         history.train_loss.append(float(losses.mean()))
         history.seconds.append(time.perf_counter() - start)
         start = time.perf_counter()
-        for split, x, y in (("train", train_x[:data.train_eval], train_y[:data.train_eval]),
-                            ("validation", validation_x, validation_y), ("test", test_x, test_y)):
+        for split, (x, y) in (("train", train_sample), ("validation", (data.validation_images, data.validation_labels)),
+                              ("test", (data.test_images, data.test_labels))):
             loss, accuracy = evaluate(model, x, y)
             if split != "train":
                 getattr(history, f"{split}_loss").append(loss)
@@ -318,12 +271,12 @@ def _fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
             history.stop_reason = reason
             break
 
-    if trace:
-        trace.close(keep_steps=len(history.step_loss))
+    if trace is not None:
+        trace.close(keep_steps=min(len(history.step_loss), recipe.gradient_epochs * history.steps_per_epoch))
         history.gradients = trace.to_dict()
     if not history.diverged:
-        history.confusion = confusion_matrix(model, test_x, test_y).tolist()
-        history.dead_units = dead_units(model, test_x)
+        history.confusion = confusion_matrix(model, data.test_images, data.test_labels).tolist()
+        history.dead_units = dead_units(model, eval_batches(data.test_images))
     history.finished = _now()
     return history
 

@@ -1,0 +1,82 @@
+"""What a run sees: the validation images held out from the training images, and seeded minibatches.
+
+Images stay uint8 (a process holds the data once, one byte per pixel) and become float32 in [0, 1] one
+minibatch at a time, exactly as torchvision's ToTensor() scales them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from .data import FashionMNISTTensors
+
+SPLIT_SEED = 20260101  # the validation images are the same in every run, profile and machine
+
+
+@dataclass(frozen=True)
+class Splits:
+    """`train` (learned from), `validation` (every choice), `test` (reports only); images uint8.
+
+    Train accuracy is measured on the first `train_eval` training images (a fixed sample)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    validation_images: torch.Tensor
+    validation_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    train_eval: int
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Image counts per split (the keys a Profile's data_sizes uses)."""
+        return {"train": len(self.train_labels), "validation": len(self.validation_labels),
+                "test": len(self.test_labels), "train_eval": self.train_eval}
+
+    def to(self, device: torch.device) -> Splits:
+        """The same splits on `device` (moved once, before training)."""
+        moved = [getattr(self, name).to(device) for name in ("train_images", "train_labels", "validation_images",
+                                                             "validation_labels", "test_images", "test_labels")]
+        return Splits(*moved, train_eval=self.train_eval)
+
+
+def split(data: FashionMNISTTensors, train: int, validation: int, test: int, train_eval: int,
+          seed: int = SPLIT_SEED) -> Splits:
+    """Hold out `validation` training images (a fixed, seeded draw), keep `train` of the rest and the first
+    `test` test images."""
+    if validation + train > len(data.train_labels) or test > len(data.test_labels) or train_eval > train:
+        raise ValueError(f"split sizes train={train}, validation={validation}, test={test}, train_eval={train_eval} "
+                         f"do not fit {len(data.train_labels)} training and {len(data.test_labels)} test images")
+    order = split_order(len(data.train_labels), seed)
+    held_out, kept = order[:validation], order[validation:validation + train]
+    return Splits(data.train_images[kept], data.train_labels[kept], data.train_images[held_out],
+                  data.train_labels[held_out], data.test_images[:test], data.test_labels[:test], train_eval)
+
+
+def split_order(n: int, seed: int = SPLIT_SEED) -> torch.Tensor:
+    """The fixed shuffled order of the `n` training images: validation first, then the images trained on."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1], as ToTensor() does."""
+    return images.float().div_(255)
+
+
+def minibatches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator,
+                flip: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield shuffled (images, labels) minibatches covering every sample once; the last may be smaller.
+
+    The order (and, with `flip`, which images are mirrored left-right) is drawn once per epoch from the CPU
+    `generator`: the same on every device, and one copy to a GPU per epoch instead of one per step.
+    """
+    order = torch.randperm(len(labels), generator=generator).to(labels.device)
+    mirrored = (torch.rand(len(labels), generator=generator) < 0.5).to(images.device) if flip else None
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        batch = to_float(images[index])
+        if mirrored is not None:
+            batch = torch.where(mirrored[start:start + batch_size].view(-1, 1, 1, 1), batch.flip(-1), batch)
+        yield batch, labels[index]
