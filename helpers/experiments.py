@@ -1,107 +1,142 @@
-"""Run-or-load: each recipe's History is cached as ``RESULTS_DIR/NAME.json``, keyed by what was trained.
+"""Run-or-load: each run's History is stored as ``RESULTS_DIR/NAME-KEY.json`` and found again by its key.
 
-The key is the recipe, the data sizes, the network's architecture (modules, parameter count, forward
-code) and CACHE_VERSION, which is bumped whenever the training code changes what a run means. A file
-with another key is reported in one line saying what changed, and that run trains again; so is a
-truncated or unreadable file. Files are written atomically, as each run finishes, so stopping the
-notebook midway keeps every finished run and the next call resumes after them.
-
-Missing runs train side by side on the CPU, one worker process and one thread each (one worker per
-core); on a GPU they train one after another on the device.
+The key is what was trained: the recipe, the data sizes, the network (its spec and its class's code) and the
+code that defines a run (`training`, `splits`, `gradients`; comments and docstrings do not count). A result
+is found by its key, not by its name: two cells may ask for the same run, an edited cell trains what changed
+(one line says what, against the last result of that name), and undoing the edit finds the earlier result.
+Files are written atomically as each run finishes, so an interrupted call keeps every finished run.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
-import multiprocessing
 import os
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from tqdm.auto import tqdm
 
-from . import models
-from .config import Profile, progress_enabled, rerun_requested, worker_count
-from .data import Splits, load_fashion_mnist, split
-from .training import History, Recipe, fit, pick_device
+from . import code, gradients, models, splits, training, workers
+from .config import Profile, progress_enabled, rerun_requested
+from .device import matmul_gflops, pick
+from .training import History, Recipe
 
-CACHE_VERSION = 2
-_names: dict[tuple[Path, str], dict[str, Any]] = {}  # run name -> key, for this process
-_written: set[Path] = set()                           # results files this process trained and wrote
-TOOLING = "tooling"  # output tag: run logs stay in the notebook and are left out of the PDF
+RUN_CODE = (training, splits, gradients)  # the modules whose code defines what a run means
+TOOLING = "tooling"                        # output tag: run logs stay in the notebook and are left out of the PDF
+_written: set[Path] = set()                # results this process trained (A3_RERUN does not train them again)
 
 
-def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers: int | None = None,
+def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers_: int | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, History]:
-    """Return each recipe's History: loaded from the cache when its key matches, else trained and saved."""
+    """Each recipe's History: loaded when a result with its key exists, else trained (side by side) and stored.
+    `workers_=0` trains in this process (tests)."""
     log = log or note
     rerun = rerun_requested() if rerun is None else rerun
     keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
-    for name, key in keys.items():  # one name, one recipe: two recipes under one name would overwrite each other
-        if _names.setdefault((profile.results_dir, name), key) != key:
-            raise ValueError(f"run name {name!r} is already used for another recipe in this session: "
-                             f"give this recipe its own name ({what_changed(_names[(profile.results_dir, name)], key)})")
+    paths = {name: path_for(profile, name, key) for name, key in keys.items()}
     histories: dict[str, History] = {}
-    for name in recipes:
-        path = profile.results_dir / f"{name}.json"
-        # A3_RERUN retrains what earlier sessions wrote, not what this one already trained
-        cached = None if rerun and path not in _written else load_cached(path, keys[name], log)
-        if cached is not None:
-            histories[name] = cached
-    missing = {name: recipe for name, recipe in recipes.items() if name not in histories}
-    if missing:
+    for name, key in keys.items():
+        found = stored(profile, key)
+        if found is not None and not (rerun and found not in _written):
+            history = load(found, key, log)
+            if history is not None:
+                histories[name] = history
+                paths[name] = found
+    missing = [name for name in recipes if name not in histories]
+    for name in missing:
+        if not rerun and (reason := why_again(profile, name, keys[name])):
+            log(f"{name}: {reason}; training it")
+    jobs = {}  # one job per distinct key: two names for one recipe train once
+    for name in missing:
+        jobs.setdefault(digest(keys[name]), name)
+    if jobs:
         start = time.perf_counter()
-        histories.update(train(missing, keys, profile, workers))
-        log(f"trained {len(missing)} of {len(recipes)} runs in {(time.perf_counter() - start) / 60:.1f} min "
-            f"({', '.join(missing)}); {len(recipes) - len(missing)} loaded from {_shown(profile.results_dir)}/")
+        trained = train({name: recipes[name] for name in jobs.values()}, {name: keys[name] for name in jobs.values()},
+                        {name: paths[name] for name in jobs.values()}, profile, workers_)
+        for name in missing:
+            histories[name] = trained[jobs[digest(keys[name])]]
+        log(f"trained {len(jobs)} of {len(recipes)} runs in {(time.perf_counter() - start) / 60:.1f} min; "
+            f"{len(recipes) - len(missing)} loaded from {_shown(profile.results_dir)}/")
     else:
         log(f"all {len(recipes)} runs loaded from {_shown(profile.results_dir)}/")
     return {name: histories[name] for name in recipes}
 
 
 def cache_key(recipe: Recipe, profile: Profile) -> dict[str, Any]:
-    """What a cached result must match to be reused: recipe, data sizes, architecture, cache version."""
-    return {"version": CACHE_VERSION, "recipe": asdict(recipe), "data": profile.data_sizes,
-            "architecture": _architecture(recipe.model)}
+    """What a stored result must match to be reused: recipe, data sizes, network, and the code of a run."""
+    network = models.spec(recipe.model)
+    cls = models.SmallCNN if network["network"] == "SmallCNN" else models.MLP
+    return {"recipe": asdict(recipe), "data": profile.data_sizes,
+            "network": {**network, "parameters": _parameters(json.dumps(network)),
+                        "code": code.fingerprint(models, cls.__name__) + code.fingerprint(models, "from_spec")},
+            "code": {module.__name__.rpartition(".")[2]: code.fingerprint(module) for module in RUN_CODE}}
 
 
 @functools.lru_cache(maxsize=None)
-def _architecture(name: str) -> dict[str, Any]:
-    return models.architecture(name)
+def _parameters(network: str) -> int:
+    return models.count_parameters(models.from_spec(json.loads(network)))
+
+
+def digest(key: dict[str, Any]) -> str:
+    """12 hex digits naming a key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def path_for(profile: Profile, name: str, key: dict[str, Any]) -> Path:
+    """Where the run `name` with `key` is stored."""
+    return profile.results_dir / f"{_safe(name)}-{digest(key)}.json"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.]+", "_", name)
+
+
+def stored(profile: Profile, key: dict[str, Any]) -> Path | None:
+    """A stored result made with `key`, whatever name it was stored under."""
+    return next(iter(sorted(profile.results_dir.glob(f"*-{digest(key)}.json"))), None)
+
+
+def why_again(profile: Profile, name: str, key: dict[str, Any]) -> str | None:
+    """What changed since the newest result stored under `name` (None if there is none)."""
+    earlier = sorted(profile.results_dir.glob(f"{_safe(name)}-" + "[0-9a-f]" * 12 + ".json"),
+                     key=lambda path: path.stat().st_mtime)
+    for path in reversed(earlier):
+        try:
+            return what_changed(json.loads(path.read_text())["key"], key)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """A short phrase naming how two cache keys differ."""
-    if old.get("version") != new["version"]:
-        return f"the training code changed (cache version {old.get('version')} -> {new['version']})"
-    if old.get("architecture") != new["architecture"]:
-        before = (old.get("architecture") or {}).get("parameters")
-        return (f"the network changed ({before:,} -> {new['architecture']['parameters']:,} parameters)"
-                if isinstance(before, int) and before != new["architecture"]["parameters"]
+    """A short phrase naming how two keys differ."""
+    if old.get("code") != new["code"]:
+        changed = [f"{name}.py" for name in new["code"] if (old.get("code") or {}).get(name) != new["code"][name]]
+        return f"the training code changed ({', '.join(changed)})"
+    if old.get("network") != new["network"]:
+        before, after = (old.get("network") or {}).get("parameters"), new["network"]["parameters"]
+        return (f"the network changed ({before:,} -> {after:,} parameters)" if isinstance(before, int) and before != after
                 else "the network's definition changed")
     if old.get("data") != new["data"]:
         return f"the data sizes changed ({old.get('data')} -> {new['data']})"
     recipe = old.get("recipe") or {}
-    changes = [f"{k} {recipe.get(k)!r} -> {v!r}" for k, v in new["recipe"].items() if recipe.get(k) != v]
-    return "the recipe changed (" + ", ".join(changes) + ")"
+    return "the recipe changed (" + ", ".join(f"{k} {recipe.get(k)!r} -> {v!r}" for k, v in new["recipe"].items()
+                                              if recipe.get(k) != v) + ")"
 
 
-def load_cached(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) -> History | None:
-    """Return the History cached at `path` if it is intact and was made with `key`, else None (saying why)."""
-    if not path.exists():
-        return None
+def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) -> History | None:
+    """The History stored at `path` if it is intact and was made with `key`, else None (saying why)."""
     try:
-        stored = json.loads(path.read_text())
-        if stored["key"] != key:
-            log(f"{name_of(path)}: {what_changed(stored['key'], key)} since {_shown(path)} was written; "
-                f"training again")
-            return None
-        return History.from_dict(stored["history"])
+        content = json.loads(path.read_text())
+        if content["key"] != key:
+            raise ValueError("its key does not match its name")
+        return History.from_dict(content["history"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        log(f"{name_of(path)}: {_shown(path)} is unreadable ({type(error).__name__}); training again")
+        log(f"{path.name}: unreadable ({type(error).__name__}); training it again")
         return None
 
 
@@ -119,78 +154,38 @@ def write_json(path: Path, content: Any) -> None:
         partial.unlink(missing_ok=True)
 
 
-@functools.lru_cache(maxsize=2)
-def splits(profile: Profile) -> Splits:
-    """The profile's train/validation/test tensors (loaded once per process)."""
-    return split(load_fashion_mnist(profile.data_root), **profile.data_sizes)
-
-
-def train_one(recipe: Recipe, profile: Profile, device: torch.device | None = None,
-              on_epoch: Callable[[int], None] | None = None) -> History:
-    """Build the recipe's model (seeded) and fit it on the profile's data; the History as it is stored."""
-    history = fit(models.build(recipe.model, recipe.seed), splits(profile), recipe, device=device, on_epoch=on_epoch)
-    return History.from_dict(json.loads(json.dumps(history.to_dict())))  # fresh and cached runs read alike
-
-
-def train(recipes: dict[str, Recipe], keys: dict[str, dict[str, Any]], profile: Profile,
-          workers: int | None = None) -> dict[str, History]:
-    """Train the recipes, longest first, saving each as it finishes: side by side on the CPU, in turn on a GPU."""
-    device = pick_device()
-    order = sorted(recipes, key=lambda name: -recipes[name].epochs * models.relative_cost(recipes[name].model))
-    workers = min(workers or worker_count(), len(order)) if device.type == "cpu" else 1
+def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Path], profile: Profile,
+          workers_: int | None = None) -> dict[str, History]:
+    """Train the recipes, longest first, storing each as it finishes."""
+    device = pick()
+    order = sorted(recipes, key=lambda name: -recipes[name].epochs * models.training_flops(recipes[name].model))
+    count = workers.worker_count(device, len(order)) if workers_ is None else workers_
     bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=not progress_enabled(),
-               desc=f"training {len(order)} runs ({workers} side by side)" if workers > 1 else f"training {len(order)} runs")
+               desc=f"training {len(order)} runs" + (f" ({count} at once)" if count > 1 else ""))
     done: dict[str, History] = {}
+    conditions = {"side_by_side": max(count, 1)}
+    if device.type == "cpu":
+        conditions["matmul_gflops"] = round(matmul_gflops())  # this machine's floor rate, measured now
 
     def save(name: str, history: History) -> None:
-        path = profile.results_dir / f"{name}.json"
-        write_json(path, {"key": keys[name], "history": history.to_dict()})
-        _written.add(path)
+        history.machine = {**history.machine, **conditions}
+        write_json(paths[name], {"key": keys[name], "history": history.to_dict()})
+        _written.add(paths[name])
         bar.total -= recipes[name].epochs - history.epochs  # runs that stopped early
         bar.refresh()
-        done[name] = history
+        done[name] = History.from_dict(history.to_dict())  # fresh and stored runs read alike
 
     try:
-        if workers == 1:
+        if count == 0:
             for name in order:
-                save(name, train_one(recipes[name], profile, device, on_epoch=lambda epoch: bar.update()))
+                save(name, workers.train_one(recipes[name], models.spec(recipes[name].model), profile, device,
+                                             on_epoch=lambda epoch: bar.update()))
         else:
-            _train_side_by_side(order, recipes, profile, workers, bar, save)
+            jobs = [(name, recipes[name], models.spec(recipes[name].model)) for name in order]
+            workers.train(jobs, profile, device, count, on_epoch=bar.update, on_done=save)
     finally:
         bar.close()
     return done
-
-
-def _train_side_by_side(order: list[str], recipes: dict[str, Recipe], profile: Profile, workers: int, bar,
-                        save: Callable[[str, History], None]) -> None:
-    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn also works on macOS/Windows
-    progress = context.Queue()
-    with context.Pool(workers, initializer=_worker_start, initargs=(progress,)) as pool:  # exit: terminate workers
-        jobs = {name: pool.apply_async(_worker_train, (recipes[name], profile)) for name in order}
-        while jobs:
-            while not progress.empty():
-                bar.update(progress.get())
-            for name in [name for name, job in jobs.items() if job.ready()]:
-                save(name, History.from_dict(jobs.pop(name).get()))  # .get() re-raises a worker's error
-            time.sleep(0.2)
-
-
-_progress = None
-
-
-def _worker_start(progress) -> None:
-    global _progress
-    _progress = progress
-    torch.set_num_threads(1)
-
-
-def _worker_train(recipe: Recipe, profile: Profile) -> dict[str, Any]:
-    return train_one(recipe, profile, torch.device("cpu"), on_epoch=lambda epoch: _progress.put(1)).to_dict()
-
-
-def name_of(path: Path) -> str:
-    """The run name a results file belongs to."""
-    return path.name.removesuffix(".json")
 
 
 def note(line: str) -> None:
