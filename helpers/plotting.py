@@ -1,28 +1,30 @@
-"""Figures from Histories (never trains). One colour per learning rate and per network, the same in every
-figure; solid lines are test, dashed lines train; bands span the seeds (min to max)."""
+"""Figures from Histories (never trains). Drawn at most as wide as an A4 page's text (7.4 in), at 96 dpi
+shown at twice the resolution (the notebook's "retina" figures), so they print at their own size and every
+font at 8 pt or more. One colour per learning rate and per network in every figure; solid = test,
+dashed = train; bands span the seeds."""
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from . import models
+from . import models, report
 from .data import CLASS_NAMES
-from .stats import SCHEME_NAMES, Group, band, percent
+from .report import Group
 from .training import History
 
-plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": 100, "savefig.dpi": 100})
-WIDTH = 10.0  # inches: figures are scaled to the text width of the page
+plt.rcParams.update({"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8,
+                     "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": 96, "savefig.dpi": 96,
+                     "axes.grid": True, "grid.alpha": 0.3})
+WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
 RATE_COLORS = {1: "#d62728", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
-               0.01: "#2ca02c", 0.001: "#9467bd"}
-MODEL_COLORS = {"base": "#1f77b4", "deeper": "#17becf", "wider": "#e377c2"}
-CNN_COLOR = "#222222"
-MINIBATCH = "0.72"
+               0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
+MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2"}
+CNN_COLOR, MINIBATCH = "#222222", "0.7"
 
 
 def color(key: Any) -> str:
@@ -33,290 +35,192 @@ def color(key: Any) -> str:
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', 'base MLP 784-512-512-10', or the CNN's name."""
+    """'lr 0.1', 'wider 784-1024-1024-10' or 'CNN 16-32-64'."""
     if isinstance(key, str):
-        return f"CNN {models.layer_sizes(key)}" if models.is_cnn(key) else f"{key} MLP {models.layer_sizes(key)}"
+        return f"CNN {models.layer_sizes(key)}" if models.is_cnn(key) else f"{key} {models.layer_sizes(key)}"
     return f"lr {key:g}"
 
 
-def _legend_below(fig: Figure, ax: plt.Axes, columns: int = 4, space: float = 0.09) -> None:
+def _legend_below(fig: Figure, handles: list, names: list[str], columns: int, space: float) -> None:
     """One legend for the figure, under the axes, so it never covers data."""
-    handles, names = ax.get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=columns, frameon=False)
     fig.tight_layout(rect=(0, space, 1, 1))
 
 
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
-    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH, 2.3))
+    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.6, 1.7))
     for ax, index in zip(np.atleast_1d(axes), indices):
         ax.imshow(images[index].squeeze(0), cmap="gray_r")
         ax.set_title(f"{CLASS_NAMES[int(labels[index])]} (label {int(labels[index])})")
-        ax.set_xlabel(f"training image #{index}", fontsize=8)
-        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_xlabel(f"training image #{index}")
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
     fig.tight_layout()
     return fig
 
 
-def _smooth(values: list[float], window: int) -> np.ndarray:
-    """Moving average (valid part only)."""
-    if len(values) < window:
-        return np.asarray(values, dtype=float)
-    return np.convolve(values, np.ones(window) / window, mode="valid")
+def _padded(series: list[list[float | None]]) -> np.ndarray:
+    """Lists of different lengths (None for missing) as rows of a NaN-padded array."""
+    width = max((len(s) for s in series), default=0)
+    return np.array([[np.nan if v is None else v for v in s] + [np.nan] * (width - len(s)) for s in series], float)
 
 
-def _loss_panel(ax: plt.Axes, key: Any, group: Group) -> None:
-    first = group[0]
-    per_epoch = first.steps_per_epoch
-    top = 1.15 * max([*(v for run in group for v in run.train_loss + run.test_loss), math.log(10)])
-    if first.step_loss:
-        window = max(1, per_epoch // 20)
-        smooth = _smooth(first.step_loss, window)
-        ax.plot((np.arange(len(smooth)) + window) / per_epoch, np.minimum(smooth, top), color=MINIBATCH, lw=0.7)
-        if smooth.max() > top:
-            ax.text(0.98, 0.97, f"clipped (peak {smooth.max():.1f})", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=7, color="0.3", bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
-    for i, run in enumerate(group):
-        epochs = np.arange(1, run.epochs + 1)
-        width, alpha = (1.6, 1.0) if i == 0 else (0.9, 0.55)
-        ax.plot(epochs, run.test_loss, "-", color=color(key), lw=width, alpha=alpha)
-        ax.plot(epochs - 0.5, run.train_loss, "--", color=color(key), lw=width, alpha=alpha)  # mean over the epoch
-        if run.diverged:
-            ax.text(0.5, 0.5, f"seed {run.recipe.seed}: diverged at step {run.diverged_step}",
-                    transform=ax.transAxes, ha="center", color=color(key))
-    ax.set_title(label(key), fontsize=9)
-    ax.set_ylim(0, top)
-    ax.set_xlim(0, max(max(r.epochs for r in group), 1) + 0.3)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy loss")
-    ax.grid(alpha=0.3)
+def _band(ax: plt.Axes, x: np.ndarray, series: list[list[float | None]], color_: str, name: str,
+          style: str = "-", spread: str = "range") -> None:
+    """Mean over the runs at each x, and a band: min to max ('range') or the 95 % confidence interval ('ci')."""
+    values = _padded(series)[:, :len(x)]
+    counts = np.sum(np.isfinite(values), axis=0)
+    keep = counts > 0
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(np.where(np.isfinite(values), values, np.nan)[:, keep], axis=0)
+        if spread == "ci":
+            half = np.array([report.ci95(list(c[np.isfinite(c)])) for c in values[:, keep].T])
+            low, high = mean - half, mean + half
+        else:
+            low, high = np.nanmin(values[:, keep], axis=0), np.nanmax(values[:, keep], axis=0)
+    ax.plot(x[keep], mean, style, color=color_, lw=1.3, label=name)
+    if len(series) > 1:
+        ax.fill_between(x[keep], low, high, color=color_, alpha=0.18, lw=0)
 
 
-def loss_curves(groups: dict[Any, Group], title: str, columns: int | None = None) -> Figure:
-    """One panel per rate or network: minibatch loss (seed 0, smoothed), train and test loss per epoch."""
-    columns = columns or min(len(groups), 2 if len(groups) == 4 else 3)
-    rows = math.ceil(len(groups) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(WIDTH, 2.7 * rows + 0.5), squeeze=False)
-    for ax, (key, group) in zip(axes.flat, groups.items()):
-        _loss_panel(ax, key, group)
-    for ax in axes.flat[len(groups):]:
-        ax.remove()
-    legend = [plt.Line2D([], [], color=MINIBATCH, lw=0.8), plt.Line2D([], [], color="0.2", lw=1.6),
-              plt.Line2D([], [], color="0.2", lw=1.6, ls="--")]
-    fig.legend(legend, ["minibatch loss, first seed (smoothed)", "test loss, end of epoch",
-                        "train loss, mean over the epoch (drawn mid-epoch)"], loc="lower center", ncol=3, frameon=False)
-    seeds = sorted({r.recipe.seed for group in groups.values() for r in group})
-    fig.suptitle(title + (f"  (bold: seed {seeds[0]}; thin: seeds {', '.join(map(str, seeds[1:]))})"
-                          if len(seeds) > 1 else ""))
-    fig.tight_layout(rect=(0, 0.06 if rows > 1 else 0.1, 1, 1))
+def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
+    """One panel per rate or network: minibatch loss (first seed, smoothed), train and test loss per epoch
+    for each seed (the first one bold)."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(WIDTH, 1.95), squeeze=False)
+    for ax, (key, runs) in zip(axes[0], groups.items()):
+        top = 1.15 * max([v for run in runs for v in run.train_loss + run.test_loss] + [math.log(10)])
+        first = runs[0]
+        if first.step_loss:
+            window = max(1, first.steps_per_epoch // 20)
+            smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid") \
+                if len(first.step_loss) >= window else np.asarray(first.step_loss)
+            ax.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, np.minimum(smooth, top),
+                    color=MINIBATCH, lw=0.6)
+        for i, run in enumerate(runs):
+            epochs = np.arange(1, run.epochs + 1)
+            width, alpha = (1.5, 1.0) if i == 0 else (0.8, 0.5)
+            ax.plot(epochs, run.test_loss, "-", color=color(key), lw=width, alpha=alpha)
+            ax.plot(epochs - 0.5, run.train_loss, "--", color=color(key), lw=width, alpha=alpha)
+        lost = [f"seed {run.recipe.seed} diverged at step {run.diverged_step}" for run in runs if run.diverged]
+        if lost:
+            ax.text(0.5, 0.5, "\n".join(lost), transform=ax.transAxes, ha="center", color=color(key), fontsize=8)
+        ax.set_title(label(key))
+        ax.set_ylim(0, top)
+        ax.set_xlim(0, max(max(r.epochs for r in runs), 1) + 0.3)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("cross-entropy loss")
+    handles = [plt.Line2D([], [], color=MINIBATCH, lw=0.8), plt.Line2D([], [], color="0.2", lw=1.5),
+               plt.Line2D([], [], color="0.2", lw=1.5, ls="--")]
+    fig.suptitle(title + (f" (bold: seed {groups[next(iter(groups))][0].recipe.seed}; thin: the other seeds)"
+                          if len(next(iter(groups.values()))) > 1 else ""), fontsize=9)
+    _legend_below(fig, handles, ["minibatch loss, first seed (smoothed)", "test loss, end of epoch",
+                                 "train loss, mean over the epoch"], 3, 0.1)
     return fig
 
 
-def accuracy_curves(runs: dict[Any, History], target: float) -> Figure:
-    """Train (dashed, eval mode on the training sample) and test (solid) accuracy per epoch per rate, the
-    target line, and circles where each first reached it."""
-    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
-    for key, run in runs.items():
-        epochs = np.arange(1, run.epochs + 1)
-        ax.plot(epochs, run.test_accuracy, "-", color=color(key), lw=1.6, label=f"{label(key)}: test")
-        ax.plot(epochs, run.train_accuracy, "--", color=color(key), lw=1.1, label=f"{label(key)}: train")
-        for series in (run.test_accuracy, run.train_accuracy):
-            hit = next((i for i, v in enumerate(series) if v >= target), None)
-            if hit is not None:
-                ax.plot(hit + 1, series[hit], "o", color=color(key), ms=7, mfc="white", mew=2)
-    ax.axhline(target, color="black", lw=0.8, ls=":")
-    ax.text(0.6, target + 0.004, f"target {percent(target, 0)}", fontsize=8, va="bottom")
-    low = min(min(r.test_accuracy[1:] or r.test_accuracy) for r in runs.values() if r.test_accuracy)
-    ax.set_ylim(max(0.0, min(0.7, low - 0.02)), 1.0)
-    ax.set_xlim(0, max(r.epochs for r in runs.values()) + 1)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Q1.3: accuracy per epoch, seed 0 (circles: first epoch at or above the target)")
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.17), frameon=False)
-    fig.tight_layout()
+def accuracy_curves(groups: dict[float, Group], target: float) -> Figure:
+    """Q1.3: (a) train (dashed, eval mode) and test (solid) accuracy per epoch, (b) train and test loss, mean
+    over the seeds still running (band: min to max); the target line in (a)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.5))
+    for key, runs in groups.items():
+        x = np.arange(1, max(run.epochs for run in runs) + 1)
+        for ax, (test, train) in ((left, ("test_accuracy", "train_accuracy")), (right, ("test_loss", "train_loss"))):
+            _band(ax, x, [getattr(run, test) for run in runs], color(key), label(key))
+            _band(ax, x, [getattr(run, train) for run in runs], color(key), "_", style="--")
+    left.axhline(target, color="black", lw=0.8, ls=":")
+    left.set_ylim(0.6, 1.0)
+    right.set_ylim(0, 1.0)
+    left.set_ylabel("accuracy (below 60 %: off the axis)")
+    right.set_ylabel("cross-entropy loss (lr 1: off the axis)")
+    left.set_title(f"(a) accuracy; dotted: the target {target:.0%}")
+    right.set_title("(b) loss")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+    handles, names = left.get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
+    _legend_below(fig, handles, names + ["test", "train"], 6, 0.1)
     return fig
 
 
 def accuracy_vs_lr(groups: dict[float, Group], required: list[float]) -> Figure:
-    """Test accuracy after the runs' epochs against the learning rate (log axis): each seed a dot, the mean a
-    line; (a) the whole range, (b) the rates that learned, with mean ± std."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.3), gridspec_kw={"width_ratios": [1.25, 1]})
+    """Test accuracy after the runs' epochs against the learning rate (log axis): (a) every rate, seeds as
+    dots and their mean as a line; (b) the rates where every seed learned, mean ± std."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.2), gridspec_kw={"width_ratios": [1.2, 1]})
     rates = sorted(groups)
-    finals = {lr: [r.final_test_accuracy if r.final_test_accuracy is not None else 0.0 for r in groups[lr]]
-              for lr in rates}
-    learned = [lr for lr in rates if min(finals[lr]) > 0.5]
+    values = {lr: [report.final(run) or 0.0 for run in groups[lr]] for lr in rates}
+    learned = [lr for lr in rates if all(report.outcome(run) == "learned" for run in groups[lr])]
     for ax, shown in ((left, rates), (right, learned)):
         for lr in shown:
-            ax.scatter([lr] * len(finals[lr]), finals[lr], s=26, color=color(lr), zorder=3,
-                       marker="o" if lr in required else "D", edgecolor="black" if lr in required else "none",
-                       label=f"{label(lr)}{'' if lr in required else ' (sweep)'}")
-        ax.plot(shown, [np.mean(finals[lr]) for lr in shown], "-", color="0.4", lw=1, zorder=2)
+            ax.scatter([lr] * len(values[lr]), values[lr], s=18, color=color(lr), zorder=3,
+                       marker="o" if lr in required else "D", edgecolor="black" if lr in required else "none")
+        ax.plot(shown, [np.mean(values[lr]) for lr in shown], "-", color="0.4", lw=1, zorder=2)
         ax.set_xscale("log")
-        ax.set_xticks(shown, [f"{lr:g}" for lr in shown])
+        ax.set_xticks(shown, [f"{lr:g}" for lr in shown], rotation=90)
         ax.minorticks_off()
         ax.set_xlabel("learning rate (log scale)")
-        ax.grid(alpha=0.3)
     for lr in learned:
-        right.errorbar(lr, np.mean(finals[lr]), yerr=np.std(finals[lr], ddof=1) if len(finals[lr]) > 1 else 0,
+        right.errorbar(lr, np.mean(values[lr]), yerr=np.std(values[lr], ddof=1) if len(values[lr]) > 1 else 0,
                        color="0.3", capsize=3, lw=1, zorder=1)
-    epochs = groups[rates[0]][0].recipe.epochs
-    left.set_ylabel(f"test accuracy after {epochs} epochs")
+    left.set_ylabel(f"test accuracy, epoch {groups[rates[0]][0].epochs}")
     left.set_ylim(0, 1)
-    left.set_title("(a) every rate: dots are seeds, the line their mean")
-    right.set_title("(b) the rates where every seed learned: mean ± std")
-    _legend_below(fig, left, columns=7, space=0.1)
+    left.set_title("(a) every rate (circles: Q1.2, diamonds: added)")
+    right.set_title("(b) rates where every seed learned")
+    fig.tight_layout()
     return fig
 
 
-def _steps_axis(run: History, horizon: str) -> np.ndarray:
-    """x positions: step numbers (first steps) or epochs (block centres)."""
-    if horizon == "steps":
-        return np.arange(1, len(run.gradients["steps"]["signed_mean"]) + 1)
-    block = run.gradients["block"]
-    n = len(run.gradients["blocks"]["signed_mean"])
-    return (np.arange(n) * block + block / 2) / run.steps_per_epoch
+def _epochs_of_blocks(run: History) -> np.ndarray:
+    """x positions of a trace's block means, in epochs (each block's middle)."""
+    blocks = len(run.gradients["blocks"]["signed_mean"])
+    return (np.arange(blocks) + 0.5) * run.gradients["block"] / run.steps_per_epoch
 
 
-def _banded(ax: plt.Axes, key: Any, group: Group, x_of: Callable[[History], np.ndarray],
-            values: Callable[[History], list[float]], lw: float = 1.3) -> None:
-    mean, low, high = band(group, values)
-    x = x_of(group[0])[:len(mean)]
-    ax.plot(x, mean, color=color(key), lw=lw, label=label(key))
-    if len(group) > 1:
-        ax.fill_between(x, low, high, color=color(key), alpha=0.2, lw=0)
-
-
-def _clip_to_the_others(ax: plt.Axes, groups: dict[Any, Group], values: Callable[[History], list[float]]) -> None:
-    """Scale the y axis to every rate but the largest (whose swings would flatten the rest), and say so."""
-    largest = max(groups)
-    others = [v for key, group in groups.items() if key != largest for run in group if run.gradients for v in values(run)]
-    extreme = [abs(v) for run in groups[largest] if run.gradients for v in values(run)]
-    if not others or not extreme:
-        return
-    low, high = min(others), max(others)
-    pad = 0.15 * (high - low) or 0.1 * abs(high) or 1e-9
-    ax.set_ylim(low - pad, high + pad)
-    if max(extreme) > high + pad or -max(extreme) < low - pad:
-        ax.text(0.99, 0.02, f"{label(largest)} leaves this range (up to {max(extreme):.1e}): clipped",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color=color(largest))
-
-
-def gradient_readings(groups: dict[float, Group], steps: int) -> Figure:
-    """Q1.6's two readings per rate: the signed mean (left) and the mean |gradient| (right), over the first
-    `steps` steps one by one (top) and over whole runs as block means (bottom)."""
-    fig, axes = plt.subplots(2, 2, figsize=(WIDTH, 6.6))
-    block = next(r.gradients["block"] for g in groups.values() for r in g if r.gradients)
-    rows = (("steps", "training step (gradients read after loss.backward())", f"first {steps} steps"),
-            ("blocks", "epoch", f"whole runs, {block}-step means"))
-    for (horizon, xlabel, span), (left, right), letters in zip(rows, axes, ("ab", "cd")):
-        for key, group in groups.items():
-            tracked = [r for r in group if r.gradients and r.gradients[horizon]["signed_mean"]]
-            if tracked:
-                x_of = lambda run, h=horizon: _steps_axis(run, h)  # noqa: E731
-                _banded(left, key, tracked, x_of, lambda r, h=horizon: r.gradients[h]["signed_mean"])
-                _banded(right, key, tracked, x_of, lambda r, h=horizon: r.gradients[h]["abs_mean"])
-        left.axhline(0, color="black", lw=0.7)
-        _clip_to_the_others(left, groups, lambda r, h=horizon: r.gradients[h]["signed_mean"])
-        left.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        left.set_ylabel("signed mean of all entries")
-        right.set_yscale("log")
-        right.set_ylabel("mean |entry| (log scale)")
-        left.set_title(f"({letters[0]}) reading (a), the signed mean: {span}")
-        right.set_title(f"({letters[1]}) reading (b), the mean |gradient|: {span}")
-        for ax in (left, right):
-            ax.set_xlabel(xlabel)
-            ax.grid(alpha=0.3, which="both")
-    fig.suptitle("Q1.6: line = mean over the seeds, band = min to max", fontsize=9)
-    _legend_below(fig, axes[0][1], space=0.05)
-    return fig
-
-
-def gradient_factors(groups: dict[float, Group]) -> Figure:
-    """What a weight gradient is made of, over whole runs: the error term ||p - y|| and the hidden activations."""
-    first = next(r for g in groups.values() for r in g if r.gradients)
-    relus = list(first.gradients["blocks"]["activation_norm"])
-    clipped = False
-    fig, axes = plt.subplots(1, 1 + len(relus), figsize=(WIDTH, 3.2))
-    x_of = lambda run: _steps_axis(run, "blocks")  # noqa: E731
-    for key, group in groups.items():
-        tracked = [r for r in group if r.gradients and r.gradients["blocks"]["error_norm"]]
-        if not tracked:
-            continue
-        _banded(axes[0], key, tracked, x_of, lambda r: r.gradients["blocks"]["error_norm"])
-        for ax, relu in zip(axes[1:], relus):
-            _banded(ax, key, tracked, x_of, lambda r, relu=relu: r.gradients["blocks"]["activation_norm"][relu])
-    axes[0].set_title("(e) error term: batch mean of ||softmax - one-hot||")
-    axes[0].set_ylabel("||p - y||")
-    for i, ax in enumerate(axes[1:], start=1):
-        ax.set_title(f"({chr(ord('e') + i)}) hidden layer {i}: batch mean of ||ReLU output||")
-        ax.set_ylabel("activation norm (log scale)")
-        ax.set_yscale("log")
-        if ax.get_ylim()[0] < 1e-2:
-            ax.set_ylim(bottom=1e-2)
-            clipped = True
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3, which="both")
-        ax.title.set_fontsize(8)
-    fig.suptitle("Q1.6: the two factors of a weight gradient, mean over the seeds (band: min to max)"
-                 + ("; activation axes clipped below 0.01 (bands that reach 0 are layers whose units died)"
-                    if clipped else ""), fontsize=8)
-    _legend_below(fig, axes[0], space=0.1)
+def gradient_means(groups: dict[float, Group]) -> Figure:
+    """Q1.6's two readings per rate, mean over the seeds with a 95 % confidence band: the signed mean (rates
+    that learned; those that did not on their own axis) and the mean |gradient| (log axis); over the first
+    100 steps (top) and over the traced epochs as 50-step means (bottom)."""
+    fig, axes = plt.subplots(2, 3, figsize=(WIDTH, 4.0), gridspec_kw={"width_ratios": [1.25, 0.85, 1.1]})
+    longest = {lr: [r for r in runs if r.gradients and r.recipe.gradient_epochs == max(
+        x.recipe.gradient_epochs for x in runs if x.gradients)] for lr, runs in groups.items()}
+    learned = {lr for lr, runs in longest.items() if all(report.outcome(run) == "learned" for run in runs)}
+    for row, horizon in zip(axes, ("steps", "blocks")):
+        for lr, runs in groups.items():
+            traced = [run for run in runs if run.gradients] if horizon == "steps" else longest[lr]
+            x = (np.arange(1, max(len(r.gradients["steps"]["signed_mean"]) for r in traced) + 1)
+                 if horizon == "steps" else _epochs_of_blocks(max(traced, key=lambda r: r.epochs)))
+            for ax, reading in ((row[0] if lr in learned else row[1], "signed_mean"), (row[2], "abs_mean")):
+                _band(ax, x, [run.gradients[horizon][reading] for run in traced], color(lr),
+                      f"{label(lr)} ({len(traced)} seeds)" if horizon == "steps" else "_", spread="ci")
+        for ax, title in zip(row, ("(a) signed mean", "(b) signed mean", "(c) mean |gradient|") if horizon == "steps"
+                             else ("(d) signed mean", "(e) signed mean", "(f) mean |gradient|")):
+            ax.set_title(title)
+            ax.set_xlabel("training step" if horizon == "steps" else "epoch (50-step means)")
+        for ax in row[:2]:
+            ax.axhline(0, color="black", lw=0.7)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        row[2].set_yscale("log")
+    legend = {n: h for ax in axes[0] for h, n in zip(*ax.get_legend_handles_labels())}  # each rate once
+    handles, names = list(legend.values()), list(legend)
+    fig.suptitle("Q1.6: first 100 steps (top), every epoch (bottom); (a, d) the rates that learned, (b, e) the others\n"
+                 "line: mean over the seeds; band: its 95 % confidence interval", fontsize=8.5)
+    _legend_below(fig, handles, names, 4, 0.07)
     return fig
 
 
 def ablation_curves(groups: dict[tuple[str, str], Group]) -> Figure:
-    """Test accuracy and test loss per epoch for each network x scheme (mean over seeds, band min to max)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.4))
-    for (network, scheme), group in groups.items():
-        epochs = lambda run: np.arange(1, run.epochs + 1)  # noqa: E731
+    """Q1.7: test accuracy and test loss per epoch for each network × scheme (mean over seeds, band min to max)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
+    for (network, scheme), runs in groups.items():
+        x = np.arange(1, max(run.epochs for run in runs) + 1)
+        name = f"{'CNN' if models.is_cnn(network) else 'base MLP'}, {'CNN' if scheme == 'cnn' else 'demo'} scheme"
         for ax, series in ((left, "test_accuracy"), (right, "test_loss")):
-            mean, low, high = band(group, lambda r, s=series: getattr(r, s))
-            x = epochs(group[0])[:len(mean)]
-            ax.plot(x, mean, "-" if scheme == "cnn" else "--", color=color(network), lw=1.5,
-                    label=f"{'CNN' if models.is_cnn(network) else 'base MLP'}, {SCHEME_NAMES[scheme]}")
-            ax.fill_between(x, low, high, color=color(network), alpha=0.15, lw=0)
+            _band(ax, x, [getattr(run, series) for run in runs], color(network), name,
+                  "-" if scheme == "cnn" else "--")
     left.set_ylabel("test accuracy")
     right.set_ylabel("test loss")
     left.set_title("(a) test accuracy")
     right.set_title("(b) test loss")
     for ax in (left, right):
         ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Q1.7: network x training scheme, mean over 3 seeds (band: min to max)", fontsize=9)
-    _legend_below(fig, left, space=0.1)
-    return fig
-
-
-def errors_by_class(cnn: Group, mlp: Group, title: str) -> Figure:
-    """(a) The CNN's test-set confusion matrix (first seed; row = true class, shares of the row); (b) per-class
-    test accuracy of the CNN and the base MLP, mean over seeds."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 3.9), gridspec_kw={"width_ratios": [1, 1.15]})
-    counts = np.array(cnn[0].confusion)
-    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    left.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for t in range(len(counts)):
-        for p in range(len(counts)):
-            if counts[t, p]:
-                left.text(p, t, counts[t, p], ha="center", va="center", fontsize=6,
-                          color="white" if shares[t, p] > 0.5 else "black")
-    left.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right", fontsize=7)
-    left.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES, fontsize=7)
-    left.set_xlabel("predicted class")
-    left.set_ylabel("true class")
-    left.set_title(f"(a) {title}, seed {cnn[0].recipe.seed}: confusion counts", fontsize=9)
-    y = np.arange(len(CLASS_NAMES))
-    for offset, (name, group, shade) in zip((-0.2, 0.2), (("CNN", cnn, CNN_COLOR), ("base MLP", mlp, color("base")))):
-        measured = [np.array(r.confusion) for r in group if r.confusion]  # a run cut from a longer one has none
-        per_class = np.mean([np.diag(m) / m.sum(1) for m in measured], axis=0)
-        right.barh(y + offset, per_class, height=0.4, color=shade,
-                   label=f"{name} (mean of {len(measured)} seed{'s' if len(measured) > 1 else ''})")
-    right.set_yticks(y, CLASS_NAMES, fontsize=7)
-    right.invert_yaxis()
-    right.set_xlim(0.5, 1.0)
-    right.set_xlabel("test accuracy of the class (axis from 50 %)")
-    right.set_title("(b) accuracy per class", fontsize=9)
-    right.grid(alpha=0.3, axis="x")
-    _legend_below(fig, right, columns=2, space=0.07)
+    _legend_below(fig, *left.get_legend_handles_labels(), 2, 0.16)
     return fig

@@ -1,150 +1,120 @@
-"""results/summary.json: the numbers behind every table and answer, machine-readable (tests pin the prose to it)."""
+"""results/summary.json: every table the notebook shows, per question, and how the runs were made.
+
+The written answers quote numbers from these tables (the tests check each one against this file). When a
+re-run gives other numbers than the ones the answers were written from (another machine, an edited recipe),
+`save` says in one line which questions changed.
+"""
 from __future__ import annotations
 
-import platform
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
-import torch
-import torchvision
+import pandas as pd
 
-from . import models
-from .config import Profile, worker_count
-from .stats import (Group, accuracy, best_epoch, blocks_per_epoch, distinct_predictions, finals,
-                    first_epochs_reaching, gradient_stats, improvement_rate, seconds_per_epoch, stuck)
-from .training import History, round_floats, first_reaching, pick_device
+from . import models, tables
+from .config import Profile
+from .experiments import write_json
+from .report import Group
+from .training import History
 
-CHANCE = 0.15  # 10 balanced classes: guessing gives 0.10
-
-
-def cpu_name() -> str:
-    """The CPU model (Linux: /proc/cpuinfo, with whether it has AVX-512), else what platform reports."""
-    try:
-        info = open("/proc/cpuinfo").read()
-        name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        return f"{name} ({'AVX-512' if 'avx512f' in info else 'AVX2, no AVX-512' if 'avx2' in info else 'no AVX2'})"
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+TIMING = ("s/epoch",)  # columns that differ on every run of the same recipe: not compared
+_answered: dict[Path, dict | None] = {}  # the summary the answers were written from, per file, read once
 
 
-def environment() -> dict[str, Any]:
-    """Library versions and the machine the runs use."""
-    device = pick_device()
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "device": str(device),
-            "cpu": cpu_name(), "cores": worker_count(),
-            "threads_per_run": 1 if device.type == "cpu" else None,
-            "runs_side_by_side": worker_count() if device.type == "cpu" else 1}
+def records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table as a list of rows (its index as the first columns; two-level headers joined by ': '), as shown."""
+    flat = table.reset_index()
+    flat.columns = [": ".join(part for part in column if part) if isinstance(column, tuple) else column
+                    for column in flat.columns]
+    return json.loads(flat.to_json(orient="records", force_ascii=False))
 
 
-def environment_line(env: dict[str, Any], profile: Profile) -> str:
-    """One line: profile, data sizes, seeds, device and parallelism."""
-    sizes = profile.data_sizes
-    where = (f"CPU, {env['runs_side_by_side']} runs side by side, 1 thread each" if env["device"] == "cpu"
-             else f"{env['device']}, runs one after another")
-    return (f"profile {profile.name}: {sizes['train']:,} training / {sizes['validation']:,} validation / "
-            f"{sizes['test']:,} test images, seeds {', '.join(map(str, profile.seeds))} | {where} | "
-            f"torch {env['torch']}, torchvision {env['torchvision']}")
-
-
-def _accuracy_fields(group: Group, series: str = "test_accuracy") -> dict[str, Any]:
-    mean, std = accuracy(group, series) or (None, None)
-    return {"test_accuracy_mean": mean, "test_accuracy_std": std, "seeds": [r.recipe.seed for r in group],
-            "per_seed": finals(group, series)}
-
-
-def _epoch_means(run: History, key: str) -> list[float]:
-    """Per-epoch means of a block series of the gradient trace."""
-    blocks, per_epoch = run.gradients["blocks"][key], blocks_per_epoch(run)
-    return [sum(part) / len(part) for e in range(run.epochs)
-            if (part := blocks[round(e * per_epoch):round((e + 1) * per_epoch)])]
-
-
-def build(profile: Profile, env: dict[str, Any], every_run: dict[str, History], after_10: dict[float, Group],
-          chase: dict[float, History], every_rate: dict[float, Group], structure_lr: float,
-          structures: dict[str, Group], candidates: dict[str, Group], chosen: str,
+def build(profile: Profile, lr_runs: dict[float, Group], after_10: dict[float, Group], every_rate: dict[float, Group],
+          search: dict[str, History], grid: list[float], best_lr: dict[str, float], structures: dict[str, Group],
+          traced: dict[float, Group], candidates: dict[str, History], scheme_search: dict[str, History],
+          chosen: str, peak_rates: dict[str, list[float]], peak: dict[str, float],
           ablation: dict[tuple[str, str], Group]) -> dict[str, Any]:
-    """The summary written to results/summary.json."""
+    """Every table of the notebook, by question, and how the runs were made."""
     target = profile.target_accuracy
-    runs = list(every_run.values())
-    q1_6_run = after_10[structure_lr][0]
-    return round_floats({  # 6 significant digits; a missing number (NaN) is written as null
-        "profile": profile.name,
-        "environment": env,
-        "data_sizes": profile.data_sizes,
-        "runs": len(runs),
-        "seconds_total": sum(r.seconds_total for r in runs),
-        "seconds_sequential": sum(r.seconds_total for r in runs),
-        "seconds_wall": (max(r.finished for r in runs) - min(r.started for r in runs)) / 1000,
-        "q1_2": [{"lr": lr, "epochs": group[0].recipe.epochs, **_accuracy_fields(group),
-                  "test_accuracy": accuracy(group)[0] if accuracy(group) else None,
-                  "validation_accuracy_mean": (accuracy(group, "validation_accuracy") or (None,))[0],
-                  "diverged": any(r.diverged for r in group),
-                  "collapsed_to_chance": any((r.final_test_accuracy or 0) <= CHANCE for r in group),
-                  "learned": [not stuck(r, target) for r in group],
-                  "best_test_accuracy_any_epoch": [best_epoch(r)[0] if r.test_accuracy else None for r in group],
-                  "train_loss_first": [r.train_loss[0] if r.train_loss else None for r in group],
-                  "train_loss_last": [r.train_loss[-1] if r.train_loss else None for r in group]}
-                 for lr, group in after_10.items()],
-        "q1_3": [{"lr": lr, "max_epochs": run.recipe.epochs, "epochs_run": run.epochs, "stop_reason": run.stop_reason,
-                  "epoch_test_90": first_reaching(run.test_accuracy, target),
-                  "epoch_train_90": first_reaching(run.train_accuracy, target),
-                  "test_accuracy_at_epoch": (run.test_accuracy[e - 1] if (e := first_reaching(run.test_accuracy, target)) else None),
-                  "train_accuracy_at_epoch": (run.train_accuracy[e - 1] if (e := first_reaching(run.train_accuracy, target)) else None),
-                  "best_test_accuracy": max(run.test_accuracy, default=None),
-                  "best_test_epoch": best_epoch(run)[1] if run.test_accuracy else None,
-                  "best_train_accuracy": max(run.train_accuracy, default=None),
-                  "final_train_accuracy": run.train_accuracy[-1] if run.train_accuracy else None,
-                  "final_test_accuracy": run.final_test_accuracy,
-                  "train_trend_per_epoch": improvement_rate(run, "train_accuracy") if run.train_accuracy else None,
-                  "validation_trend_per_epoch": improvement_rate(run, "validation_accuracy") if run.test_accuracy else None,
-                  "test_loss_min_epoch": (run.test_loss.index(min(run.test_loss)) + 1) if run.test_loss else None,
-                  "test_loss": run.test_loss, "train_loss": run.train_loss, "test_accuracy": run.test_accuracy,
-                  "train_accuracy": run.train_accuracy}
-                 for lr, run in chase.items()],
-        "q1_4_sweep": [{"lr": lr, "test_accuracy": accuracy(group)[0] if accuracy(group) else None,
-                        **_accuracy_fields(group), "learned": [not stuck(r, target) for r in group]}
-                       for lr, group in every_rate.items()],
-        "q1_5": [{"structure": name, "hidden_sizes": list(models.STRUCTURES[name]), "parameters": group[0].parameters,
-                  "lr": structure_lr, **_accuracy_fields(group), "seconds_per_epoch": seconds_per_epoch(group),
-                  "train_accuracy_mean": accuracy(group, "train_accuracy")[0],
-                  "train_loss_mean": sum(r.train_loss[-1] for r in group) / len(group)}
-                 for name, group in structures.items()],
-        "q1_6": {"lr": structure_lr, "steps": len(q1_6_run.gradients["steps"]["signed_mean"]),
-                 "gradient_mean": q1_6_run.gradients["steps"]["signed_mean"],
-                 "gradient_abs_mean": q1_6_run.gradients["steps"]["abs_mean"],
-                 "per_lr": {f"{lr:g}": gradient_stats(group) for lr, group in after_10.items()},
-                 "largest_lr": [{"seed": r.recipe.seed, "test_accuracy": r.final_test_accuracy,
-                                 "classes_predicted": distinct_predictions(r), "dead_units": r.dead_units}
-                                for r in after_10[max(after_10)]]},
-        "q1_6_long": [{"lr": lr, "block_steps": group[0].gradients["block"],
-                       "signed_mean": [_epoch_means(r, "signed_mean") for r in group],
-                       "abs_mean": [_epoch_means(r, "abs_mean") for r in group],
-                       "error_norm": [_epoch_means(r, "error_norm") for r in group]}
-                      for lr, group in after_10.items() if all(r.gradients for r in group)],
-        "q1_7": [{"model": "cnn", "network": chosen, "scheme": "cnn", "parameters": ablation[(chosen, "cnn")][0].parameters,
-                  "epochs": ablation[(chosen, "cnn")][0].epochs, **_accuracy_fields(ablation[(chosen, "cnn")]),
-                  "seconds_per_epoch": seconds_per_epoch(ablation[(chosen, "cnn")]),
-                  "first_epoch_test_90": first_epochs_reaching(ablation[(chosen, "cnn")], target)},
-                 *({"model": f"mlp_{name}", "scheme": "demo", "parameters": group[0].parameters,
-                    "epochs": group[0].epochs, **_accuracy_fields(group), "seconds_per_epoch": seconds_per_epoch(group),
-                    "first_epoch_test_90": first_epochs_reaching(group, target)}
-                   for name, group in structures.items())],
-        "q1_7_selection": [{"candidate": name, "channels": list(models.CNN_CANDIDATES[name]),
-                            "parameters": group[0].parameters,
-                            "validation_accuracy": accuracy(group, "validation_accuracy")[0],
-                            "seconds_per_epoch": seconds_per_epoch(group)}
-                           for name, group in candidates.items()],
-        "q1_7_selected": chosen,
-        "q1_7_ablation": [{"model": "cnn" if models.is_cnn(network) else f"mlp_{network}", "network": network,
-                           "scheme": scheme, "parameters": group[0].parameters, **_accuracy_fields(group),
-                           "seconds_per_epoch": seconds_per_epoch(group),
-                           "first_epoch_test_90": first_epochs_reaching(group, target),
-                           "test_loss_first_epoch": sum(r.test_loss[0] for r in group) / len(group)}
-                          for (network, scheme), group in ablation.items()],
-    })
+    runs = [*(run for group in (*every_rate.values(), *structures.values(), *traced.values(), *ablation.values())
+              for run in group), *search.values(), *candidates.values(), *scheme_search.values(),
+            *(run for group in lr_runs.values() for run in group)]
+    every_run = {(run.started, run.finished): run for run in runs}  # a run cut to its first epochs counts once, whole
+    return {
+        "profile": profile.name, "data_sizes": profile.data_sizes, "seeds": list(profile.seeds),
+        "runs": runs_made(list(every_run.values())),
+        "Q1.2": {"learning_rates": records(tables.learning_rates(after_10)),
+                 "final_models": records(tables.final_models(lr_runs))},
+        "Q1.3": {"epochs_to_target": records(tables.epochs_to_target(lr_runs, target))},
+        "Q1.4": {"learning_rates": records(tables.learning_rates(every_rate))},
+        "Q1.5": {"structure_search": records(tables.structure_search(search, grid, best_lr)),
+                 "structures": records(tables.structures(structures))},
+        "Q1.6": {"gradient_readings": records(tables.gradient_readings(traced)),
+                 "gradient_layers": records(tables.gradient_layers(after_10))},
+        "Q1.7": {"cnn_search": records(tables.cnn_search(candidates, scheme_search, chosen, peak_rates, peak)),
+                 "ablation": records(tables.ablation(ablation, target)),
+                 "ablation_effects": records(tables.ablation_effects(ablation)),
+                 "most_confused": records(tables.most_confused(ablation[(chosen, "cnn")])),
+                 "parameters": {name: models.count_parameters(models.build(name))
+                                for name in (*models.STRUCTURES, chosen)}},
+    }
 
 
-def timing_line(summary: dict[str, Any]) -> str:
-    """How long the training took when it ran: wall time against the sum of the runs' own times."""
-    wall, sequential = summary["seconds_wall"], summary["seconds_sequential"]
-    return (f"{summary['runs']} runs; training took {wall / 60:.1f} min wall for {sequential / 60:.1f} min of "
-            f"runs ({sequential / wall:.2f} runs at a time on average), measured when they ran")
+def runs_made(runs: list[History]) -> dict[str, Any]:
+    """How the runs were made: machines, time, and the compute floor (FLOPs counted, at the measured rate)."""
+    flops = sum(run.steps_per_epoch * run.recipe.batch_size * run.epochs * models.training_flops(run.recipe.model)
+                + sum(run.data_sizes[s] for s in ("train_eval", "validation", "test")) * run.epochs
+                * 2 * models.multiply_adds(run.recipe.model) for run in runs)
+    wall = (max(run.finished for run in runs) - min(run.started for run in runs)) / 1000
+    rate = max((run.machine.get("matmul_gflops") or 0 for run in runs), default=0)
+    machines = sorted({f"{r.machine['device'].upper()} {r.machine['name']} ({r.machine['kernels']} kernels), "
+                       f"torch {r.machine['torch']}" for r in runs})
+    peaks = [run.peak_memory_mb for run in runs if run.peak_memory_mb]
+    return {"count": len(runs), "epochs": sum(run.epochs for run in runs), "machines": machines,
+            "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
+            "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
+            "tflop": flops / 1e12, "matmul_gflops": rate or None,
+            "floor_ratio": wall / (flops / (rate * 1e9)) if rate else None,
+            "peak_memory_mb_per_worker": max(peaks) if peaks else None}
+
+
+def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """The questions whose tables differ (timing columns aside) between two summaries."""
+    def bare(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: bare(v) for k, v in value.items() if k not in TIMING}
+        return [bare(v) for v in value] if isinstance(value, list) else value
+    if answered is None:
+        return []
+    return [q for q in now if q.startswith("Q") and bare(answered.get(q)) != bare(now[q])]
+
+
+def answered_summary(path: Path) -> dict[str, Any] | None:
+    """The summary the answers were written from: the committed one (git), else the file as first found."""
+    if path not in _answered:
+        try:
+            shown = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                                   text=True, timeout=20)
+            _answered[path] = json.loads(shown.stdout) if shown.returncode == 0 else json.loads(path.read_text())
+        except (OSError, ValueError, subprocess.SubprocessError):
+            _answered[path] = None
+    return _answered[path]
+
+
+def save(results: dict[str, Any], profile: Profile) -> None:
+    """Write results/summary.json; say which questions' numbers differ from the ones the answers quote, and
+    what trained the runs."""
+    path = profile.results_dir / "summary.json"
+    answered = answered_summary(path)
+    differ = changed(answered, results)
+    write_json(path, results)
+    if answered is None:  # nothing to compare with yet: later runs are compared with this one
+        _answered[path] = results
+    made = results["runs"]
+    threads = ", one CPU thread each" if all(m.startswith("CPU") for m in made["machines"]) else ""
+    print(f"The {made['count']} runs ({made['epochs']} epochs) trained on {'; '.join(made['machines'])}, "
+          f"{made['side_by_side']} at a time{threads}: {made['seconds_wall'] / 60:.0f} min.")
+    if differ:
+        print(f"Note: these numbers differ from the ones my answers quote in {', '.join(differ)}.")
