@@ -2,9 +2,8 @@
 
 Usage: python tools/pdf.py [NOTEBOOK] [PDF]   (defaults: Assignment3_Q1.ipynb -> Assignment3_Q1.pdf)
 
-What the PDF leaves out, by cell tag: `remove_cell` (the Colab bootstrap, the summary writer),
-`remove_input` (plumbing whose output matters), and single outputs tagged `tooling` (run logs); also
-progress-bar widgets and stderr. Cells tagged `overview` move to just after the title.
+What the PDF leaves out, by cell tag: `remove_cell` (the Colab bootstrap), `remove_input` (plumbing whose
+output matters), and single outputs tagged `tooling` (run logs); also progress-bar widgets and stderr.
 The browser: Chrome, Chromium or Edge where Linux, macOS or Windows install them; failing that,
 Playwright's own Chromium (`pip install playwright` and `python -m playwright install chromium`).
 """
@@ -28,6 +27,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-extensions",
                   "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw"]
 BROWSER_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "microsoft-edge", "msedge")
+MAC_DIRS = ("/Applications", str(Path.home() / "Applications"))
 MAC_APPS = ("Google Chrome.app/Contents/MacOS/Google Chrome", "Chromium.app/Contents/MacOS/Chromium",
             "Microsoft Edge.app/Contents/MacOS/Microsoft Edge")
 WINDOWS_EXES = (("Google", "Chrome", "Application", "chrome.exe"), ("Microsoft", "Edge", "Application", "msedge.exe"),
@@ -40,7 +40,7 @@ NOISE = "application/vnd.jupyter.widget-view+json"
 
 
 def prepare(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The notebook as the PDF shows it: tagged cells/inputs/outputs removed, noise dropped, overview first."""
+    """The notebook as the PDF shows it: tagged cells, inputs and outputs removed, widgets and stderr dropped."""
     remover = TagRemovePreprocessor(remove_cell_tags={"remove_cell"}, remove_input_tags={"remove_input"},
                                     remove_single_output_tags={TOOLING}, enabled=True)
     notebook, _ = remover.preprocess(notebook, {})
@@ -48,11 +48,6 @@ def prepare(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if NOISE not in o.get("data", {}) and o.get("name") != "stderr"]
     notebook.metadata.pop("widgets", None)
-    overview = [c for c in notebook.cells if "overview" in c.metadata.get("tags", [])]
-    rest = [c for c in notebook.cells if c not in overview]
-    first_section = next((i for i, c in enumerate(rest) if c.cell_type == "markdown" and c.source.startswith("## ")),
-                         len(rest))
-    notebook.cells = rest[:first_section] + overview + rest[first_section:]  # after the title and setup
     return notebook
 
 
@@ -68,7 +63,7 @@ def to_html(notebook_path: Path) -> str:
 def candidates() -> list[str]:
     """Browsers to try, in order: on PATH, then where macOS and Windows install them."""
     found = [shutil.which(name) for name in BROWSER_NAMES]
-    found += [str(Path(base) / app) for base in ("/Applications", Path.home() / "Applications") for app in MAC_APPS]
+    found += [str(Path(base) / app) for base in MAC_DIRS for app in MAC_APPS]
     for variable in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA"):
         if os.environ.get(variable):
             found += [str(Path(os.environ[variable], *parts)) for parts in WINDOWS_EXES]
@@ -76,11 +71,21 @@ def candidates() -> list[str]:
 
 
 def works(browser: str) -> bool:
-    """False for a browser that cannot start here (e.g. Ubuntu's snap stub inside a container)."""
+    """False for a browser that cannot start here (e.g. Ubuntu's snap stub inside a container). Chrome and Edge
+    on Windows print no version, so a browser that does not answer --version is asked to print a page."""
     try:
-        return subprocess.run([browser, "--headless", "--version"], capture_output=True, timeout=30).returncode == 0
+        if subprocess.run([browser, "--headless", "--version"], capture_output=True, timeout=30).returncode == 0:
+            return True
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        pass
+    with tempfile.TemporaryDirectory() as tmp:
+        page, pdf = Path(tmp) / "probe.html", Path(tmp) / "probe.pdf"
+        page.write_text("<p>probe</p>")
+        try:
+            print_with_browser(browser, page, pdf, tmp)
+        except (OSError, subprocess.TimeoutExpired, SystemExit):
+            return False
+        return pdf.exists()
 
 
 def print_with_browser(browser: str, html_path: Path, pdf_path: Path, tmp: str) -> None:
