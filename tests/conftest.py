@@ -4,16 +4,21 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.data import Splits  # noqa: E402
+import helpers  # noqa: E402,F401  -- first: it chooses the CPU kernels before torch loads
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from helpers.splits import Splits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_DATA = ROOT / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+needs_real_data = pytest.mark.skipif(not REAL_DATA.exists(), reason="needs Fashion-MNIST in data/: run `python -m helpers.data`")
 
 
 def synthetic_data(train: int = 640, test: int = 200, validation: int = 100, seed: int = 0) -> Splits:
-    """A learnable 10-class problem: class c lights a 4x4 patch at a class-specific place, plus noise."""
+    """A learnable 10-class problem as uint8 images: class c lights a 4x4 patch at its own place, plus noise."""
     generator = torch.Generator().manual_seed(seed)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -22,7 +27,7 @@ def synthetic_data(train: int = 640, test: int = 200, validation: int = 100, see
         for c in range(10):
             row, col = 2 + 6 * (c // 4), 2 + 6 * (c % 4)
             images[labels == c, 0, row:row + 4, col:col + 4] += 0.7
-        return images, labels
+        return (images * 255).round().to(torch.uint8), labels
 
     return Splits(*make(train), *make(validation), *make(test), train_eval=min(train, 200))
 
@@ -35,3 +40,6 @@ def no_progress_bars(monkeypatch):
 @pytest.fixture
 def data() -> Splits:
     return synthetic_data()
+
+
+CPU = torch.device("cpu")

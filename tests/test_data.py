@@ -1,5 +1,6 @@
 """Data: IDX validation (damaged files get one clear DatasetError), preparation, CLI, minibatches."""
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from helpers import data as data_module
-from helpers.data import DatasetError, FashionMNISTTensors, check_idx_header, minibatches, prepare, read_split, split
+from helpers.data import DatasetError, FashionMNISTTensors, check_idx_header, prepare, read_split
+from helpers.splits import minibatches, split, to_float
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +130,9 @@ def test_no_data_anywhere_lists_the_ways_to_get_it(tmp_path, monkeypatch):
 
 
 def run_cli(root: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "FASHION_MNIST_DIR": str(root / "none")}
+    # a clean environment, but what Windows needs to start Python (SYSTEMROOT) is kept
+    kept = {k: v for k, v in os.environ.items() if k.upper() in ("PATH", "SYSTEMROOT", "TEMP", "TMP")}
+    env = {**kept, "FASHION_MNIST_DIR": str(root / "none")}
     return subprocess.run([sys.executable, "-m", "helpers.data", "--root", str(root), "--no-download"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -147,7 +151,7 @@ def test_cli_ok_on_intact_files_and_exit_1_without_traceback_on_damage(tmp_path)
 
 
 def test_minibatches_cover_every_sample_once_per_epoch():
-    images = torch.arange(103, dtype=torch.float32).reshape(103, 1, 1, 1)
+    images = torch.arange(103, dtype=torch.uint8).reshape(103, 1, 1, 1)
     labels = torch.arange(103)
     generator = torch.Generator().manual_seed(0)
     epochs = []
@@ -156,7 +160,7 @@ def test_minibatches_cover_every_sample_once_per_epoch():
         assert [len(y) for _, y in batches] == [10] * 10 + [3]
         seen = torch.cat([y for _, y in batches])
         assert sorted(seen.tolist()) == list(range(103))
-        assert all(torch.equal(x.flatten(), y.float()) for x, y in batches)  # images stay paired with labels
+        assert all(torch.equal(x.flatten(), y.float() / 255) for x, y in batches)  # paired with labels, in [0, 1]
         epochs.append(seen)
     assert not torch.equal(epochs[0], epochs[1])  # reshuffled every epoch
     again = torch.cat([y for _, y in minibatches(images, labels, 10, torch.Generator().manual_seed(0))])
@@ -184,8 +188,8 @@ def test_failed_download_lists_the_ways_and_the_download_error(tmp_path, monkeyp
 
 
 def tensors(train: int = 100, test: int = 30) -> FashionMNISTTensors:
-    return FashionMNISTTensors(torch.arange(train, dtype=torch.float32).reshape(train, 1, 1, 1), torch.arange(train),
-                               torch.arange(test, dtype=torch.float32).reshape(test, 1, 1, 1), torch.arange(test),
+    return FashionMNISTTensors(torch.arange(train, dtype=torch.uint8).reshape(train, 1, 1, 1), torch.arange(train),
+                               torch.arange(test, dtype=torch.uint8).reshape(test, 1, 1, 1), torch.arange(test),
                                "synthetic")
 
 
@@ -202,13 +206,19 @@ def test_validation_is_held_out_from_training_and_fixed():
         split(tensors(), train=90, validation=20, test=30, train_eval=10)
 
 
+def test_to_float_scales_as_to_tensor_does():
+    from torchvision.transforms.functional import to_tensor
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)
+    assert torch.equal(to_float(pixels), to_tensor(pixels.numpy().transpose(1, 2, 0)))
+
+
 def test_flip_mirrors_about_half_of_each_batch_and_keeps_the_labels():
-    images = torch.rand(1000, 1, 28, 28)
+    images = torch.randint(0, 256, (1000, 1, 28, 28), dtype=torch.uint8)
     labels = torch.arange(1000)
     generator = torch.Generator().manual_seed(0)
     mirrored = total = 0
     for batch, batch_labels in minibatches(images, labels, 100, generator, flip=True):
-        original = images[batch_labels]
+        original = to_float(images[batch_labels])
         same = (batch == original).flatten(1).all(1)
         flipped = (batch == original.flip(-1)).flatten(1).all(1)
         assert bool((same | flipped).all())  # every image is itself or its mirror image, with its own label

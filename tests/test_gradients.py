@@ -4,16 +4,20 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers.gradients import GradientTrace, block_means, dead_units, gradient_mean
+from helpers.gradients import GradientTrace, block_means, dead_units, gradient_means
 from helpers.models import MLP
+
+
+def mean(model: nn.Module) -> float:
+    return float(gradient_means(model)[0])
 
 
 def test_gradient_mean_equals_hand_computation():
     # y = W x + b, L = sum(y): dL/dW[i, j] = x[j], dL/db[i] = 1.
     layer = nn.Linear(3, 2)
     layer(torch.tensor([1.0, -2.0, 3.0])).sum().backward()
-    # entries: W.grad = [[1,-2,3],[1,-2,3]], b.grad = [1,1] -> sum 6 over 8 entries
-    assert float(gradient_mean(layer)) == pytest.approx(6 / 8)
+    # entries: W.grad = [[1,-2,3],[1,-2,3]], b.grad = [1,1] -> sum 6 and |sum| 14 over 8 entries
+    assert gradient_means(layer).tolist() == pytest.approx([6 / 8, 14 / 8])
 
 
 def test_gradient_mean_averages_over_all_entries_not_over_tensors():
@@ -21,7 +25,7 @@ def test_gradient_mean_averages_over_all_entries_not_over_tensors():
     model(torch.ones(1, 2)).sum().backward()
     grads = [p.grad for p in model.parameters()]
     expected = sum(float(g.sum()) for g in grads) / sum(g.numel() for g in grads)
-    assert float(gradient_mean(model)) == pytest.approx(expected)
+    assert mean(model) == pytest.approx(expected)
     assert expected != pytest.approx(sum(float(g.mean()) for g in grads) / len(grads))  # the two differ here
 
 
@@ -29,40 +33,48 @@ def test_frozen_parameters_are_left_out():
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
     model[0].requires_grad_(False)
     model(torch.ones(1, 2)).sum().backward()
-    assert float(gradient_mean(model)) == pytest.approx(float(model[1].weight.grad.sum() + model[1].bias.grad.sum()) / 3)
+    assert mean(model) == pytest.approx(float(model[1].weight.grad.sum() + model[1].bias.grad.sum()) / 3)
 
 
 def test_calling_before_backward_is_an_error():
     with pytest.raises(RuntimeError, match="after loss.backward"):
-        gradient_mean(nn.Linear(2, 2))
+        gradient_means(nn.Linear(2, 2))
 
 
 def one_step(model: nn.Module, trace: GradientTrace, seed: int = 0) -> None:
     generator = torch.Generator().manual_seed(seed)
     images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
-    logits = model(images)
     model.zero_grad()
-    nn.functional.cross_entropy(logits, labels).backward()
-    trace.record(logits, labels)
+    nn.functional.cross_entropy(model(images), labels).backward()
+    trace.append(gradient_means(model))
 
 
-def test_trace_agrees_with_gradient_mean_and_hand_computed_factors():
+def test_trace_stores_the_means_it_is_given_and_each_layers_factors():
     torch.manual_seed(0)
     model = MLP((16, 8))
     trace = GradientTrace(model, steps=3, block=2)
-    activations = {}
-    model.linear_relu_stack[1].register_forward_hook(lambda m, i, o: activations.update(h1=o.detach()))
+    seen = {}
+    layer = model.linear_relu_stack[2]  # the second linear layer: input = first hidden activations
+
+    def keep(module, inputs, output):
+        seen["a"] = inputs[0].detach()
+        output.register_hook(lambda grad: seen.update(delta=grad.detach()))
+    layer.register_forward_hook(keep)
     one_step(model, trace)
     trace.close()
     series = trace.series()
-    assert series["signed_mean"][0] == pytest.approx(float(gradient_mean(model)), rel=1e-5)
-    grads = [p.grad for p in model.parameters()]
-    assert series["abs_mean"][0] == pytest.approx(sum(float(g.abs().sum()) for g in grads)
-                                                  / sum(g.numel() for g in grads), rel=1e-5)
-    assert series["activation_norm"]["linear_relu_stack.1"][0] == pytest.approx(
-        float(activations["h1"].norm(dim=1).mean()), rel=1e-5)
-    assert 0 < series["error_norm"][0] < 2 ** 0.5  # ||p - y|| of a probability vector and a one-hot
-    assert set(series["layer_signed_mean"]) == {"linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4"}
+    assert [series["signed_mean"][0], series["abs_mean"][0]] == pytest.approx(gradient_means(model).tolist(), rel=1e-5)
+    probe = series["layers"]["linear_relu_stack.2"]
+    error = seen["delta"].norm(dim=1) * 8  # the batch-mean loss: one image's error is 8 x its share
+    assert probe["error"][0] == pytest.approx(float(error.mean()), rel=1e-5)
+    assert probe["input"][0] == pytest.approx(float(seen["a"].norm(dim=1).mean()), rel=1e-5)
+    assert probe["product"][0] == pytest.approx(float((error * seen["a"].norm(dim=1)).mean()), rel=1e-5)
+    grads = [layer.weight.grad, layer.bias.grad]
+    assert probe["abs_mean"][0] == pytest.approx(sum(float(g.abs().sum()) for g in grads) / (16 * 8 + 8), rel=1e-5)
+    # one image's weight gradient is the outer product delta a^T: the batch gradient is at most their mean product
+    assert float(layer.weight.grad.norm()) <= probe["product"][0] + 1e-6
+    output = series["layers"]["linear_relu_stack.4"]["error"][0]
+    assert 0 < output < 2 ** 0.5  # the output layer's error is p - y: a probability vector minus a one-hot
 
 
 def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
@@ -73,8 +85,8 @@ def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
     trace = GradientTrace(model, steps=1, block=1)
     one_step(model, trace)
     trace.close()
-    series = trace.series()
-    assert abs(series["layer_signed_mean"]["linear_relu_stack.2"][0]) < 1e-8 < series["abs_mean"][0]
+    layers = trace.series()["layers"]
+    assert abs(layers["linear_relu_stack.2"]["signed_mean"][0]) < 1e-8 < layers["linear_relu_stack.2"]["abs_mean"][0]
 
 
 def test_trace_keeps_the_first_steps_and_block_means_of_all():
@@ -88,14 +100,17 @@ def test_trace_keeps_the_first_steps_and_block_means_of_all():
     stored = trace.to_dict()
     assert stored["steps"]["abs_mean"] == every[:3]
     assert stored["blocks"]["abs_mean"] == pytest.approx([(every[0] + every[1]) / 2, (every[2] + every[3]) / 2, every[4]])
+    assert len(stored["blocks"]["layers"]["linear_relu_stack.0"]["error"]) == 3
     assert block_means([1.0, 2.0, 3.0], 2) == [1.5, 3.0]
 
 
-def test_diverged_steps_are_cut_from_the_trace():
+def test_diverged_steps_are_cut_from_the_trace_and_evaluation_is_not_probed():
     model = MLP((4,))
     trace = GradientTrace(model, steps=10, block=10)
     for seed in range(4):
         one_step(model, trace, seed)
+    with torch.no_grad():
+        model(torch.rand(3, 1, 28, 28))  # an evaluation pass: no error to probe, no failure
     trace.close(keep_steps=2)
     assert len(trace.series()["signed_mean"]) == 2
 
@@ -122,11 +137,9 @@ def test_the_reductions_never_ask_the_device_for_float64():
     generator = torch.Generator().manual_seed(0)
     images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
     with DtypeRecorder() as recorder:
-        logits = model(images)
-        nn.functional.cross_entropy(logits, labels).backward()
-        trace.record(logits, labels)
+        nn.functional.cross_entropy(model(images), labels).backward()
+        trace.append(gradient_means(model))
         trace._pending[-1].float()  # what flush() does on the device before moving to the CPU
-        gradient_mean(model)
     assert torch.float64 not in recorder.dtypes and torch.float32 in recorder.dtypes
 
 
@@ -135,4 +148,4 @@ def test_dead_units_counts_units_that_never_fire():
     with torch.no_grad():
         model.linear_relu_stack[0].weight.zero_()
         model.linear_relu_stack[0].bias.copy_(torch.tensor([1.0, -1.0, 0.0]))  # unit 0 fires, 1 and 2 never
-    assert dead_units(model, torch.rand(5, 1, 28, 28)) == {"linear_relu_stack.1": [2, 3]}
+    assert dead_units(model, [torch.rand(5, 1, 28, 28), torch.rand(2, 1, 28, 28)]) == {"linear_relu_stack.1": [2, 3]}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from helpers import models
-from helpers.models import CNN_CANDIDATES, MLP, SmallCNN, architecture, build, count_parameters
+from helpers.models import CNN_CANDIDATES, MLP, SmallCNN, build, count_parameters
 
 
 def mlp_formula(hidden: tuple[int, ...]) -> int:
@@ -47,21 +47,25 @@ def test_every_cnn_candidate_is_well_under_100k_parameters():
     assert all(n < 80_000 for n in sizes) and len(set(sizes)) == len(sizes)
 
 
-def test_architecture_changes_with_the_structure_the_size_and_forward(monkeypatch):
-    before = architecture("base")
+def test_a_spec_rebuilds_the_same_network():
+    for name in (*models.STRUCTURES, *CNN_CANDIDATES):
+        a, b = build(name, seed=3), models.from_spec(models.spec(name), seed=3)
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters())), name
+
+
+def test_an_edited_structure_changes_the_spec(monkeypatch):
+    before = models.spec("base")
     monkeypatch.setitem(models.STRUCTURES, "base", (512, 256))
-    assert architecture("base")["parameters"] != before["parameters"]
-    monkeypatch.setitem(models.STRUCTURES, "base", (512, 512))
-    assert architecture("base") == before
-    monkeypatch.setattr(MLP, "forward", lambda self, x: self.linear_relu_stack(x.flatten(1)))
-    assert architecture("base")["forward"] != before["forward"] and architecture("base")["modules"] == before["modules"]
+    assert models.spec("base") == {"network": "MLP", "hidden_sizes": [512, 256]} != before
 
 
-def test_multiply_adds_order_the_networks_by_cost():
+def test_multiply_adds_are_counted_and_match_the_layer_sizes():
     assert models.multiply_adds("base") == 784 * 512 + 512 * 512 + 512 * 10
-    assert models.relative_cost("base") == 1.0
-    assert models.relative_cost("wider") > models.relative_cost("deeper") > 1
-    assert models.relative_cost("cnn_16_32_64") > models.relative_cost("cnn_8_16_32")
+    c1, c2, c3 = CNN_CANDIDATES["cnn_16_32_64"]
+    convolutions = 9 * (c1 * 28 * 28 + c1 * c2 * 14 * 14 + c2 * c3 * 7 * 7)
+    assert models.multiply_adds("cnn_16_32_64") == convolutions + c3 * 7 * 7 * 10
+    # a training step: forward, weight gradients of every layer, input gradients of all but the first
+    assert models.training_flops("base") == 2 * (2 * models.multiply_adds("base") + 512 * 512 + 512 * 10)
 
 
 def test_count_parameters_skips_frozen_parameters():

@@ -1,4 +1,6 @@
-"""Tables, generated sentences, the summary and figures, read from synthetic Histories (normal, stuck, diverged)."""
+"""Tables, figures and the summary for synthetic groups that hold every outcome a run can have: learned,
+reached the target in epoch 1, never reached it (stopped without gain), collapsed, diverged at step 1,
+inside the first 100 traced steps, and late. No crash, no 'nan' or 'None', and a reason for every gap."""
 import json
 import math
 
@@ -7,151 +9,177 @@ import pytest
 
 matplotlib.use("Agg")
 
-from helpers import findings, plotting, stats, summary, tables  # noqa: E402
+from helpers import plotting, report, summary, tables  # noqa: E402
 from helpers.config import get_profile  # noqa: E402
 from helpers.training import History, Recipe  # noqa: E402
 
-SIZES = {"train": 20, "validation": 10, "test": 10, "train_eval": 10}
-STEPS, BLOCKS = 4, 6  # per-step values kept, 50-step blocks over 3 epochs of 100 steps
+SIZES = {"train": 500, "validation": 10, "test": 10, "train_eval": 10}  # 50 steps per epoch at batch 10
+LAYERS = ("linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4")
 
 
-def trace(scale: float = 1.0) -> dict:
-    per_step = {"signed_mean": [scale * v for v in (1e-5, -2e-5, 3e-6, -1e-6)],
-                "abs_mean": [scale * v for v in (1e-3, 8e-4, 5e-4, 4e-4)],
-                "layer_signed_mean": {"l.0": [1e-5, -2e-5, 3e-6, -1e-6], "l.2": [0.0, 1e-12, -1e-12, 0.0]},
-                "error_norm": [0.9, 0.8, 0.7, 0.6], "activation_norm": {"l.1": [5.0, 6.0, 7.0, 8.0]}}
-    blocks = {"signed_mean": [-1e-5] * BLOCKS, "abs_mean": [1e-3, 9e-4, 8e-4, 6e-4, 5e-4, 4e-4],
-              "layer_signed_mean": {"l.0": [0.0] * BLOCKS, "l.2": [0.0] * BLOCKS},
-              "error_norm": [0.9, 0.7, 0.5, 0.4, 0.3, 0.3], "activation_norm": {"l.1": [5.0, 6, 7, 8, 9, 10]}}
-    return {"layer_sizes": {"l.0": 90, "l.2": 10}, "steps": per_step, "block": 50, "blocks": blocks}
+def trace(steps: int, scale: float = 1.0, overflow: bool = False) -> dict:
+    """A gradient trace of `steps` steps (the last values None when they overflowed), as fit() stores it."""
+    def series(start: float) -> list:
+        values = [scale * start * (1 + 0.01 * i) for i in range(steps)]
+        return values[:-2] + [None, None] if overflow and steps > 2 else values
+    every = {"signed_mean": series(-1e-5), "abs_mean": series(1e-3),
+             "layers": {name: {"signed_mean": series(1e-6), "abs_mean": series(1e-3), "error": series(0.9),
+                               "input": series(5.0), "product": series(4.0)} for name in LAYERS}}
+    pick = lambda tree, f: {k: pick(v, f) if isinstance(v, dict) else f(v) for k, v in tree.items()}  # noqa: E731
+    return {"steps": pick(every, lambda v: v[:100]), "block": 50, "layer_sizes": {n: 100 for n in LAYERS},
+            "blocks": pick(every, lambda v: [x for x in v[::50]])}
 
 
-def history(test_accuracy, train_accuracy=None, seed=0, lr=0.1, model="base", parameters=100, **extra) -> History:
-    n = len(test_accuracy)
-    return History(recipe=Recipe(model=model, lr=lr, epochs=n, seed=seed, batch_size=10), data_sizes=SIZES,
-                   parameters=parameters, device="cpu", train_loss=[1.0 / (i + 1) for i in range(n)],
-                   train_accuracy=train_accuracy or test_accuracy, validation_loss=[1.1 / (i + 1) for i in range(n)],
-                   validation_accuracy=[a + 0.001 * seed for a in test_accuracy],
-                   test_loss=[1.2 / (i + 1) for i in range(n)], test_accuracy=test_accuracy,
-                   seconds=[1.0] * n, eval_seconds=[0.1] * n, step_loss=[1.0] * (2 * n), gradients=trace(),
-                   dead_units={"l.1": [3, 512]},
-                   confusion=[[5 if t == p else (2 if (t, p) == (6, 0) else 0) for p in range(10)] for t in range(10)],
-                   started=1_000_000, finished=1_000_000 + 3300 * (seed + 1), **extra)
+def run(test, train=None, seed=0, lr=0.1, model="base", stop="epochs", diverged_step=None, epochs=None,
+        traced=True, **extra) -> History:
+    n = len(test)
+    steps = (diverged_step - 1) if diverged_step else 50 * n
+    return History(recipe=Recipe(model=model, lr=lr, epochs=epochs or max(n, 1), seed=seed, batch_size=10,
+                                 gradient_epochs=max(n, 1) if traced else 0),
+                   data_sizes=SIZES, parameters=669_706, machine={"device": "cpu", "name": "Test CPU",
+                                                                   "kernels": "AVX2", "torch": "2.14.1",
+                                                                   "matmul_gflops": 100, "side_by_side": 2},
+                   train_loss=[1.0 / (i + 1) for i in range(n)], train_accuracy=train or test,
+                   validation_loss=[1.1 / (i + 1) for i in range(n)], validation_accuracy=[a + 0.001 for a in test],
+                   test_loss=[1.2 / (i + 1) for i in range(n)], test_accuracy=list(test), seconds=[1.0] * n,
+                   eval_seconds=[0.1] * n, step_loss=[1.0] * steps,
+                   gradients=trace(steps, overflow=diverged_step is not None) if traced else None,
+                   dead_units=None if diverged_step else {"linear_relu_stack.1": [3, 512], "linear_relu_stack.3": [9, 512]},
+                   confusion=None if diverged_step else [[5 if t == p else (2 if (t, p) == (6, 0) else 0)
+                                                          for p in range(10)] for t in range(10)],
+                   stop_reason="diverged" if diverged_step else stop, diverged_step=diverged_step,
+                   started=1_000_000 + 1000 * seed, finished=1_000_000 + 1000 * seed + 3300, peak_memory_mb=900.0,
+                   **extra)
 
 
-DIVERGED = History(recipe=Recipe(model="base", lr=1.0, epochs=3, batch_size=10), data_sizes=SIZES, parameters=100,
-                   device="cpu", step_loss=[2.3, 50.0], stop_reason="diverged", diverged_step=3)
-STUCK = history([0.3, 0.1, 0.12], lr=1.0)
-GOOD = history([0.8, 0.88, 0.91], [0.85, 0.92, 0.95])
+GOOD = run([0.8, 0.91, 0.93], [0.85, 0.92, 0.95], stop="target")
+FIRST_EPOCH = run([0.92, 0.93, 0.94], [0.95, 0.96, 0.97], seed=1, stop="target")
+NEVER = run([0.8, 0.85, 0.86], [0.8, 0.86, 0.88], seed=2, stop="stalled")
+COLLAPSED = [run([0.3, 0.1, 0.1], lr=1.0, seed=s, stop="stalled") for s in (0, 1, 2)]
+DIVERGED = [run([], lr=10.0, seed=0, diverged_step=1), run([], lr=10.0, seed=1, diverged_step=38),
+            run([0.5, 0.6], lr=10.0, seed=2, diverged_step=130, epochs=3)]
+RATES = {10.0: DIVERGED, 1.0: COLLAPSED, 0.1: [GOOD, FIRST_EPOCH, NEVER]}
 
 
-def test_recipe_table_merges_rates_and_seeds_into_one_row_per_scheme():
-    base = Recipe(model="base", lr=0.1, epochs=10)
-    declared = {f"lr{lr}_seed{s}": Recipe(model="base", lr=lr, epochs=10, seed=s) for lr in (1, 0.1) for s in (1, 2)}
-    declared["chase"] = Recipe(model="base", lr=0.1, epochs=50, target_accuracy=0.9, min_epochs=10)
-    table = tables.recipes(declared, get_profile("full"))
-    assert len(table) == 2 and table.iloc[0]["Lr"] == "1, 0.1" and table.iloc[0]["Seeds"] == "1, 2"
-    assert table.iloc[1]["Epochs"] == "until train and test ≥ 90\xa0% (≥ 10, ≤ 50)"
-    assert table.iloc[0]["Images train / val / test"] == "55,000 / 5,000 / 10,000" and base.optimizer == "sgd"
+def no_gaps_without_reason(table) -> None:
+    text = table.to_string()
+    assert "nan" not in text.lower() and "None" not in text, text
+    for row in table.astype(str).itertuples():
+        assert all(cell.strip() for cell in row[1:]), row
 
 
-def test_learning_rate_table_marks_stuck_and_diverged_seeds():
-    table = tables.learning_rates({1.0: [DIVERGED, STUCK], 0.1: [GOOD, history([0.8, 0.85, 0.89], seed=1)]}, 0.9)
-    assert table.loc["1", "Accuracy"] == "diverged"
-    assert table.loc["1", "Outcome"] == "2 of 2: diverged at step 3, did not learn"
-    assert table.loc["0.1", "Accuracy"] == "90.00\xa0±\xa01.41\xa0%" and table.loc["0.1", "Outcome"] == "trained"
-    assert "nan" not in table.to_string().lower()
+def test_spread_and_outcomes_of_every_kind():
+    assert [report.outcome(r) for r in DIVERGED] == ["diverged at step 1", "diverged at step 38", "diverged at step 130"]
+    assert report.outcome(COLLAPSED[0]) == "did not learn" and report.outcome(GOOD) == "learned"
+    assert report.spread(DIVERGED).text() == "diverged (step 1, step 38, step 130)"
+    mixed = report.spread([GOOD, DIVERGED[1]])
+    assert mixed.text() == "93.00\xa0±\xa00.00\xa0% (1 of 2 diverged)" and mixed.values == [0.93, None]
+    assert report.spread([GOOD, FIRST_EPOCH]).text() == "93.50\xa0±\xa00.71\xa0%"
 
 
-def test_epochs_to_target_pairs_each_epoch_with_its_accuracy():
-    table = tables.epochs_to_target({0.1: GOOD, 0.01: history([0.5, 0.6, 0.7], stop_reason="out_of_reach")}, 0.9)
-    assert table.loc["0.1", "Epoch train ≥ 90\xa0%"] == "2" and table.loc["0.1", "Train accuracy then"] == "92.00\xa0%"
-    assert table.loc["0.1", "Epoch test ≥ 90\xa0%"] == "3" and table.loc["0.1", "Test accuracy then"] == "91.00\xa0%"
-    assert table.loc["0.01", "Epoch test ≥ 90\xa0%"] == "not reached"
-    assert table.loc["0.01", "Test accuracy then"] == "best 70.00\xa0% (epoch 3)"
-    assert table.loc["0.01", "Epochs run"] == "3 (out of reach)"
+def test_welch_is_the_one_rule_for_different():
+    a, b = report.Spread([0.90, 0.91, 0.92], [0, 1, 2], []), report.Spread([0.80, 0.81, 0.82], [0, 1, 2], [])
+    assert report.compare(a, b, "a", "b").real and report.compare(a, b, "a", "b").difference == pytest.approx(0.1)
+    close = report.Spread([0.905, 0.92, 0.90], [0, 1, 2], [])
+    assert not report.compare(a, close, "a", "c").real
+    flat = report.Spread([0.1, 0.1, 0.1], [0, 1, 2], [])
+    assert report.compare(flat, flat, "", "").p == 1.0 and report.compare(a, flat, "", "").real
+    assert report.compare(report.spread(DIVERGED), a, "", "").p == 1.0  # too few seeds to test: never "real"
+    assert report.compare(a, b, "", "").text() == "+10.00 points, p\xa0<\xa00.001"
+    assert report.outcomes([GOOD, COLLAPSED[0], DIVERGED[1]]) == "1 learned, 1 did not learn, diverged at step 38"
 
 
-def test_percent_never_breaks_a_number_from_its_unit():
-    assert stats.percent(0.8976) == "89.76\xa0%" and stats.percent(None) == "—"
-    assert stats.accuracy_text([GOOD, history([0.8, 0.85, 0.89], seed=1)]) == "90.00\xa0±\xa01.41\xa0%"
+def test_median_range_says_how_many_seeds_reached():
+    assert report.median_range([12, 11, 14]) == "12 (11–14)"
+    assert report.median_range([41, None, 44]) == "42.5 (41–44; 2 of 3)"
+    assert report.median_range([None, None]) == "not reached" and report.median_range([3, None]) == "3 (1 of 2)"
 
 
-def test_best_on_validation_chooses_by_validation_not_test():
-    worse_test_better_validation = history([0.5, 0.6, 0.7], seed=0)
-    worse_test_better_validation.validation_accuracy = [0.5, 0.6, 0.99]
-    assert stats.best_on_validation({"a": [GOOD], "b": [worse_test_better_validation]}) == "b"
-    assert stats.best_on_validation({"a": [GOOD], "d": [DIVERGED]}) == "a"
+def test_every_table_renders_every_outcome():
+    after = {lr: [r.first_epochs(min(2, max(r.epochs, 1))) if not r.diverged else r for r in runs]
+             for lr, runs in RATES.items()}
+    table = tables.learning_rates(after)
+    assert table.loc["10", "Accuracy"] == "diverged (step 1, step 38, step 130)"
+    assert table.loc["10", "Runs"] == "diverged at steps 1, 38, 130"
+    assert table.loc["1", "Runs"] == "3 did not learn" and table.loc["0.1", "Runs"] == "3 learned"
+    finals = tables.final_models(RATES)
+    assert finals.loc["10", "Classes predicted"] == "—, —, —" and finals.loc["0.1", "Classes predicted"] == "10, 10, 10"
+    assert finals.loc["1", "Dead units, layer 2 (of 512)"] == "9, 9, 9"
+    target = tables.epochs_to_target(RATES, 0.9)
+    assert target.loc["0.1", "Epoch train ≥ 90\xa0%"] == "1.5 (1–2; 2 of 3)"
+    assert target.loc["0.1", "Epoch test ≥ 90\xa0%"] == "1.5 (1–2; 2 of 3)"
+    assert target.loc["10", "Epoch test ≥ 90\xa0%"] == "not reached"
+    assert target.loc["10", "Epochs run"] == "0, 0, 2" and target.loc["10", "Stopped by"] == "diverging"
+    assert target.loc["0.1", "Stopped by"] == "both reached, no gain"
+    readings = tables.gradient_readings(RATES)
+    layers = tables.gradient_layers(RATES)
+    assert "10, layer 1" not in layers.index  # no run of lr 10 finished: nothing to compare
+    cells = {("base", "demo"): [GOOD, NEVER], ("cnn_8_16_32", "demo"): [run([0.9, 0.91], model="cnn_8_16_32")],
+             ("base", "cnn"): [DIVERGED[2], GOOD], ("cnn_8_16_32", "cnn"): [run([0.91, 0.93], model="cnn_8_16_32")]}
+    for table in (table, finals, target, readings, layers, tables.ablation(cells, 0.9), tables.ablation_effects(cells),
+                  tables.most_confused([GOOD, NEVER]), tables.structures({"base": [GOOD, NEVER], "wider": DIVERGED})):
+        no_gaps_without_reason(table)
+    assert tables.most_confused([GOOD]).iloc[0]["True class"] == "Shirt"
 
 
-def test_structure_findings_compare_the_difference_with_the_seed_spread():
-    groups = {"base": [history([0.8, 0.88], seed=s) for s in (0, 1)],
-              "wider": [history([0.8, a], seed=s, parameters=250) for s, a in ((0, 0.885), (1, 0.895))]}
-    text = findings.structures(groups)
-    assert "wider − base: +1.00 points, larger than the larger seed standard deviation (0.71)" in text
-    assert "2.50× the parameters" in text
-
-
-def test_learning_rate_findings_report_stuck_runs_as_ranges():
-    text = findings.learning_rates({1.0: [STUCK, history([0.2, 0.1, 0.2], lr=1.0, seed=1)], 0.1: [GOOD]}, 0.9)
-    assert "lr 1: 2 of 2 seeds did not learn" in text and "12.0\xa0% to 20.0\xa0%" in text
-    assert "no loss became NaN or infinite" in text and "**lr 0.1**" in text
-
-
-def test_epoch_findings_give_the_trend_when_the_target_was_missed():
-    climbing = history([0.5 + 0.02 * i for i in range(12)], [0.5 + 0.02 * i for i in range(12)])
-    text = findings.epochs_to_target({0.01: climbing}, 0.9)
-    assert "train trend of the last 10 epochs +2.00 points/epoch, so 90\xa0% in about 9 more epochs" in text  # (0.90 - 0.72) / 0.02
-    assert "test trend of the last 10 epochs +2.00 points/epoch (on validation)" in text
-    assert "Largest fall" not in text  # it never fell
-
-
-def test_gradient_stats_read_both_readings_at_every_horizon():
-    g = findings.gradient_stats([GOOD])
-    assert g["signed_step1"] == pytest.approx(1e-5) and g["abs_91_100"] != g["abs_91_100"]  # fewer than 91 steps
-    assert g["abs_epoch1"] == pytest.approx(9.5e-4) and g["abs_last"] == pytest.approx(4.5e-4)  # 2 blocks per epoch
-    assert g["negative_share"] == 0.5 and g["output_max"] == pytest.approx(1e-12)
-
-
-def test_summary_is_strict_json_and_times_the_runs():
-    groups = {1.0: [DIVERGED, STUCK], 0.1: [GOOD, history([0.8, 0.85, 0.89], seed=1)]}
-    structures = {"base": groups[0.1], "deeper": [GOOD], "wider": [GOOD]}
-    cnn = [history([0.85, 0.9, 0.93], model="cnn_8_16_32", seed=s) for s in (0, 1)]
-    ablation = {("base", "demo"): groups[0.1], ("base", "cnn"): [GOOD], ("cnn_8_16_32", "demo"): [GOOD],
-                ("cnn_8_16_32", "cnn"): cnn}
-    every = {"a": GOOD, "b": groups[0.1][1], "c": cnn[1]}
-    result = summary.build(get_profile("quick"), {"torch": "x"}, every, groups, {0.1: GOOD, 1.0: STUCK}, groups, 0.1,
-                           structures, {"cnn_8_16_32": cnn[:1]}, "cnn_8_16_32", ablation)
-    json.dumps(result, allow_nan=False)
-    assert result["seconds_sequential"] == pytest.approx(3 * 3.3) and result["seconds_wall"] == pytest.approx(6.6)
-    assert result["q1_2"][0]["diverged"] and result["q1_2"][0]["test_accuracy"] is None
-    assert [row["scheme"] for row in result["q1_7_ablation"]] == ["demo", "cnn", "demo", "cnn"]
-    assert result["q1_7_selected"] == "cnn_8_16_32" and result["q1_7_selection"][0]["validation_accuracy"]
-    assert "runs at a time" in summary.timing_line(result)
-
-
-def test_figures_draw_diverged_and_stuck_runs_without_error():
-    fig = plotting.loss_curves({1.0: [DIVERGED, STUCK], 0.1: [GOOD]}, "t")
-    for line in (line for ax in fig.axes for line in ax.lines):
-        assert all(math.isfinite(v) for v in line.get_ydata())
-    plotting.accuracy_curves({0.1: GOOD, 1.0: STUCK}, 0.9)
-    plotting.accuracy_vs_lr({1.0: [STUCK], 0.1: [GOOD]}, [1.0, 0.1])
-    plotting.gradient_readings({1.0: [STUCK], 0.1: [GOOD, history([0.8, 0.9, 0.9], seed=1)]}, 4)
-    plotting.gradient_factors({0.1: [GOOD]})
-    plotting.ablation_curves({("base", "demo"): [GOOD], ("cnn_8_16_32", "cnn"): [GOOD]})
-    plotting.errors_by_class([GOOD], [GOOD.first_epochs(2), STUCK], "t")  # a cut run has no confusion matrix
+def test_every_figure_draws_every_outcome():
+    figures = [plotting.loss_curves(RATES, "t"), plotting.accuracy_curves(RATES, 0.9),
+               plotting.accuracy_vs_lr(RATES, [1.0, 0.1]), plotting.gradient_means(RATES),
+               plotting.ablation_curves({("base", "demo"): DIVERGED,
+                                                                         ("cnn_8_16_32", "cnn"): [GOOD]})]
+    text = " ".join(t.get_text() for fig in figures for ax in fig.axes for t in ax.texts)
+    assert "seed 0 diverged at step 1" in text and "seed 1 diverged at step 38" in text
+    for fig in figures:
+        for ax in fig.axes:
+            for line in ax.lines:
+                assert not any(isinstance(v, float) and math.isinf(v) for v in line.get_ydata())
     matplotlib.pyplot.close("all")
 
 
-def test_colours_are_one_per_rate_and_network_everywhere():
-    assert plotting.color(0.1) != plotting.color(0.01) and plotting.color("wider") != plotting.color("deeper")
-    assert plotting.color("cnn_8_16_32") == plotting.color("cnn_16_32_64")
-    fig = plotting.accuracy_curves({0.1: GOOD}, 0.9)
-    assert {line.get_color() for line in fig.axes[0].lines if line.get_label().startswith("lr 0.1")} == {plotting.color(0.1)}
+def test_figures_print_at_8_points_or_more_at_the_width_of_a_page():
+    fig = plotting.gradient_means(RATES)
+    assert fig.get_figwidth() <= plotting.WIDTH
+    sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    assert min(sizes) >= 8
     matplotlib.pyplot.close("all")
 
 
-def test_most_confused_lists_off_diagonal_cells_true_by_predicted():
-    table = tables.most_confused(GOOD.confusion, top=1)
-    assert table.iloc[0].to_dict() == {"True class": "Shirt", "Predicted as": "T-shirt/top", "Count": 2,
-                                       "Share of class": "28.6\xa0%"}
+def summary_of(groups):
+    search = {f"{n}_lr{lr:g}": GOOD for n in ("base", "deeper", "wider") for lr in (0.3, 0.1)}
+    cells = {("base", "demo"): [GOOD, NEVER], ("base", "cnn"): [GOOD], ("cnn_8_16_32", "demo"): [GOOD],
+             ("cnn_8_16_32", "cnn"): [run([0.9, 0.93], model="cnn_8_16_32")]}
+    scheme = {f"{m}_adamw_lr{lr:g}": GOOD for m, rates in {"cnn_8_16_32": [0.01], "base": [0.001]}.items()
+              for lr in rates}
+    return summary.build(get_profile("quick"), groups, groups, groups, search, [0.3, 0.1],
+                         {"base": 0.1, "deeper": 0.3, "wider": 0.1}, {"base": [GOOD], "wider": [NEVER]}, groups,
+                         {"cnn_8_16_32": GOOD}, scheme, "cnn_8_16_32", {"cnn_8_16_32": [0.01], "base": [0.001]},
+                         {"cnn_8_16_32": 0.01, "base": 0.001}, cells)
+
+
+def test_summary_is_strict_json_with_every_question_and_the_floor():
+    result = summary_of(RATES)
+    text = json.dumps(result, allow_nan=False)
+    assert "NaN" not in text and all(f"Q1.{i}" in result for i in range(2, 8))
+    made = result["runs"]
+    assert made["matmul_gflops"] == 100 and made["floor_ratio"] > 0 and made["peak_memory_mb_per_worker"] == 900
+    assert made["machines"] == ["CPU Test CPU (AVX2 kernels), torch 2.14.1"]
+
+
+def test_a_rerun_that_disagrees_names_the_questions_whose_numbers_changed(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+    profile = replace(get_profile("quick"), results_dir=tmp_path)
+    monkeypatch.setattr(summary, "_answered", {})
+    first = summary_of(RATES)
+    summary.save(first, profile)
+    assert "differ" not in capsys.readouterr().out  # nothing to compare with yet, nothing changed
+    summary.save(first, profile)
+    assert "differ" not in capsys.readouterr().out
+    other = summary_of({**RATES, 0.1: [GOOD, FIRST_EPOCH, run([0.8, 0.85, 0.87], seed=2, stop="stalled")]})
+    summary.save(other, profile)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("Note: these numbers differ from the ones my answers quote in Q1.2, Q1.3, Q1.4")
+    summary.save(other, profile)  # run again: still compared with what the answers were written from
+    assert "differ" in capsys.readouterr().out
+    slower = json.loads(json.dumps(first))
+    slower["Q1.5"]["structures"][0]["s/epoch"] = "99.0"
+    assert summary.changed(first, slower) == []  # timings differ on every run: not a changed answer

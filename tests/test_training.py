@@ -6,16 +6,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import synthetic_data
+from conftest import CPU, synthetic_data
 from helpers import training
 from helpers.models import build
-from helpers.training import History, Recipe, first_reaching, fit, out_of_reach, trend
+from helpers.training import History, Recipe, first_reaching, fit, stalled
 
 SMALL = Recipe(model="base", lr=0.3, epochs=3, batch_size=32)
 
 
 def small_fit(data, **changes) -> History:
-    return fit(build("base", seed=0), data, replace(SMALL, **changes))
+    return fit(build("base", seed=0), data, replace(SMALL, **changes), CPU)
 
 
 def test_fit_learns_a_learnable_problem(data):
@@ -29,6 +29,7 @@ def test_fit_learns_a_learnable_problem(data):
     assert history.parameters == 669_706 and history.data_sizes == data.sizes
     assert sum(map(sum, history.confusion)) == 200
     assert history.finished >= history.started > 1.7e12  # milliseconds, stored exactly
+    assert history.machine["device"] == "cpu" and history.machine["kernels"]
 
 
 def test_train_accuracy_is_measured_in_eval_mode_on_the_fixed_sample(data, monkeypatch):
@@ -37,20 +38,31 @@ def test_train_accuracy_is_measured_in_eval_mode_on_the_fixed_sample(data, monke
 
     def spy(model, images, labels):
         result = real(model, images, labels)
-        seen.append((model.training, len(labels)))  # evaluate() left the model as it evaluated it
+        seen.append((model.training, len(labels)))
         return result
     monkeypatch.setattr(training, "evaluate", spy)
     small_fit(data, epochs=1)
-    assert seen[0] == (False, data.train_eval)  # first evaluation: the train sample, in eval mode
+    assert seen[0] == (False, data.train_eval)
     assert [n for _, n in seen] == [data.train_eval, 100, 200]  # then validation, then test
 
 
+def test_evaluation_in_batches_equals_one_pass():
+    data = synthetic_data(test=1000)
+    model = build("base", seed=0)
+    loss, accuracy = training.evaluate(model, data.test_images, data.test_labels)
+    with torch.no_grad():
+        logits = model(data.test_images.float() / 255)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, data.test_labels)), rel=1e-5)
+    assert accuracy == pytest.approx(float((logits.argmax(1) == data.test_labels).double().mean()))
+
+
 def test_huge_learning_rate_is_reported_as_diverged_not_raised(data):
-    history = small_fit(data, lr=1e12)
+    history = small_fit(data, lr=1e12, gradient_epochs=3)
     assert history.diverged and history.stop_reason == "diverged"
     assert history.diverged_step >= 1 and len(history.step_loss) == history.diverged_step - 1
     assert all(math.isfinite(v) for v in history.step_loss)
-    assert history.final_test_accuracy is None and history.confusion is None
+    assert history.confusion is None and history.epochs == 0
+    assert len(history.gradients["steps"]["signed_mean"]) == history.diverged_step - 1  # the steps before it
     json.dumps(history.to_dict(), allow_nan=False)  # no NaN reaches the results file
 
 
@@ -62,37 +74,29 @@ def test_first_reaching_is_one_based_and_none_when_missed():
 
 def test_stop_once_train_and_test_reach_the_target(data):
     full = small_fit(data, epochs=6)
-    assert full.epochs == 6
     both = max(first_reaching(full.train_accuracy, 0.9), first_reaching(full.test_accuracy, 0.9))
     stopped = small_fit(data, epochs=6, target_accuracy=0.9)
     assert stopped.epochs == both and stopped.stop_reason == "target"
-    kept = small_fit(data, epochs=6, target_accuracy=0.9, min_epochs=5)
-    assert kept.epochs == max(both, 5)
+    assert small_fit(data, epochs=6, target_accuracy=0.9, min_epochs=5).epochs == max(both, 5)
+    assert small_fit(data, epochs=6, target_accuracy=0.1).epochs == 1  # reached in epoch 1
 
 
-def test_trend_is_the_least_squares_slope_of_the_last_epochs():
-    assert trend([0.1, 0.2, 0.3]) == pytest.approx(0.1)
-    assert trend([0.0] * 5 + [0.5, 0.5, 0.5, 0.5, 0.5] * 2) == pytest.approx(0.0)  # only the last 10 count
-    assert trend([0.4]) == 0.0
+def test_stalled_means_no_new_best_for_patience_epochs():
+    assert not stalled([0.1, 0.2, 0.3], patience=2)                # still climbing
+    assert stalled([0.5, 0.4, 0.5, 0.45], patience=2)              # a tie is no gain
+    assert not stalled([0.5, 0.4, 0.45, 0.51], patience=2)         # a new best in the last two
+    assert not stalled([0.5, 0.4], patience=2)                     # too short to tell
+    climbing_slowly = [0.6 + 0.001 * i for i in range(50)]
+    assert not stalled(climbing_slowly, patience=10)               # a run still climbing goes on, however slowly
 
 
-def test_out_of_reach_stops_only_runs_far_from_the_target():
-    flat_far = [0.3, 0.2, 0.35, 0.25] * 3            # a collapsed run
-    assert out_of_reach(flat_far, 0.9, epochs_left=40)
-    close = [0.88, 0.889, 0.885, 0.887] * 3            # flat but within the margin: goes on
-    assert not out_of_reach(close, 0.9, epochs_left=20)
-    climbing = [0.60 + 0.01 * i for i in range(12)]    # 0.71 + 0.01 * 30 > 0.88: goes on
-    assert not out_of_reach(climbing, 0.9, epochs_left=30)
-    assert out_of_reach(climbing, 0.9, epochs_left=10)
-
-
-def test_a_stuck_run_stops_when_its_target_is_out_of_reach(data):
+def test_a_stuck_run_stops_after_patience_epochs_without_gain(data):
     # test and validation images of class 0 labelled 9: the model learns class 0, so they stay at 0 %
     zeros = data.test_images[data.test_labels == 0]
     stuck = type(data)(data.train_images, data.train_labels, zeros, torch.full((len(zeros),), 9), zeros,
                        torch.full((len(zeros),), 9), data.train_eval)
-    history = small_fit(stuck, epochs=20, target_accuracy=0.9, min_epochs=2)
-    assert history.stop_reason == "out_of_reach" and history.epochs == 2
+    history = small_fit(stuck, epochs=20, target_accuracy=0.99, min_epochs=2, patience=2)
+    assert history.stop_reason == "stalled" and history.epochs < 20
     assert small_fit(stuck, epochs=4).epochs == 4  # only a run chasing a target stops early
 
 
@@ -101,21 +105,25 @@ def test_a_stuck_run_stops_when_its_target_is_out_of_reach(data):
     (dict(lr=float("inf")), "lr=inf"), (dict(epochs=0), "epochs=0"), (dict(epochs=2.5), "epochs=2.5"),
     (dict(batch_size=0), "batch_size=0"), (dict(optimizer="rmsprop"), "optimizer='rmsprop'"),
     (dict(schedule="cosine"), "schedule='cosine'"), (dict(target_accuracy=90), "target_accuracy=90"),
-    (dict(model="resnet"), "model='resnet'"), (dict(gradient_steps=-1), "gradient_steps=-1"),
+    (dict(model="resnet"), "model='resnet'"), (dict(gradient_epochs=-1), "gradient_epochs=-1"),
+    (dict(patience=0), "patience=0"),
 ])
 def test_a_bad_recipe_is_one_value_error_on_construction(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
         replace(SMALL, **bad)
 
 
-def test_same_seed_gives_bitwise_identical_history(data):
-    runs = [small_fit(data, epochs=2, lr=0.05, seed=3, gradient_steps=5) for _ in range(2)]
-    a, b = (dict(vars(h)) for h in runs)
+def timeless(history: History) -> dict:
+    values = dict(vars(history))
     for timing in ("seconds", "eval_seconds", "started", "finished"):
-        a.pop(timing), b.pop(timing)
-    assert a == b  # exact float equality, not approx
-    other = small_fit(data, epochs=2, lr=0.05, seed=4)
-    assert other.step_loss != runs[0].step_loss
+        values.pop(timing)
+    return values
+
+
+def test_same_seed_gives_bitwise_identical_history(data):
+    runs = [small_fit(data, epochs=2, lr=0.05, seed=3, gradient_epochs=1) for _ in range(2)]
+    assert timeless(runs[0]) == timeless(runs[1])  # exact float equality, not approx
+    assert small_fit(data, epochs=2, lr=0.05, seed=4).step_loss != runs[0].step_loss
 
 
 def test_a_run_uses_one_thread_whatever_the_machine_has(data, monkeypatch):
@@ -132,18 +140,34 @@ def test_a_run_uses_one_thread_whatever_the_machine_has(data, monkeypatch):
 
 
 def test_first_epochs_equals_a_shorter_run(data):
-    long = small_fit(data, epochs=4, gradient_steps=10)
-    short = small_fit(data, epochs=2, gradient_steps=10)
+    long = small_fit(data, epochs=4, gradient_epochs=4)
+    short = small_fit(data, epochs=2, gradient_epochs=2)
     cut = long.first_epochs(2)
     assert cut.step_loss == short.step_loss and cut.test_accuracy == short.test_accuracy
-    assert cut.train_accuracy == short.train_accuracy and cut.epochs == 2
+    assert cut.train_accuracy == short.train_accuracy and cut.epochs == 2 and cut.stop_reason == "epochs"
     blocks = cut.gradients["blocks"]["abs_mean"]  # whole blocks only: 40 steps make no 50-step block
     assert blocks == short.gradients["blocks"]["abs_mean"][:len(blocks)]
-    assert len(long.first_epochs(4).gradients["blocks"]["abs_mean"]) == 80 // 50
+    assert long.first_epochs(4).confusion == long.confusion and cut.confusion is None
+
+
+def test_first_epochs_of_a_run_that_diverged_later_or_earlier(data):
+    late = replace(small_fit(data, epochs=3), stop_reason="diverged", diverged_step=70)  # in epoch 4
+    early = History(**{**vars(late), "test_accuracy": [0.5], "diverged_step": 25})        # in epoch 2
+    assert late.first_epochs(2).stop_reason == "epochs" and late.first_epochs(2).diverged_step is None
+    assert early.first_epochs(2).stop_reason == "diverged" and early.first_epochs(2).diverged_step == 25
+
+
+def test_the_trace_covers_only_the_first_gradient_epochs(data):
+    history = small_fit(data, epochs=3, gradient_epochs=1)
+    steps_per_epoch = math.ceil(640 / 32)
+    assert len(history.gradients["steps"]["signed_mean"]) == steps_per_epoch  # fewer than 100 in one epoch
+    assert len(history.gradients["blocks"]["abs_mean"]) == 1  # 20 steps: one short block
+    untraced = small_fit(data, epochs=3)
+    assert untraced.gradients is None and untraced.step_loss == history.step_loss  # tracing changes no number
 
 
 def test_history_round_trips_through_json(data):
-    history = small_fit(data, epochs=1, gradient_steps=5)
+    history = small_fit(data, epochs=1, gradient_epochs=1)
     again = History.from_dict(json.loads(json.dumps(history.to_dict())))
     assert again.test_accuracy == pytest.approx(history.test_accuracy, rel=1e-5)
     assert again.recipe == history.recipe and again.started == history.started
@@ -153,7 +177,7 @@ def test_history_round_trips_through_json(data):
 def test_cnn_trains_with_its_own_scheme():
     recipe = Recipe(model="cnn_8_16_32", lr=0.01, epochs=2, batch_size=64, optimizer="adamw", weight_decay=0.05,
                     schedule="onecycle", flip=True)
-    history = fit(build("cnn_8_16_32"), synthetic_data(train=2000), recipe)
+    history = fit(build("cnn_8_16_32"), synthetic_data(train=2000), recipe, CPU)
     assert history.test_accuracy[-1] > 0.9 and history.train_loss[1] < history.train_loss[0]
 
 
@@ -162,6 +186,6 @@ def test_confusion_matrix_is_true_by_predicted():
         def forward(self, x):
             return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
     labels = torch.tensor([0, 0, 1, 3])
-    matrix = training.confusion_matrix(Always3(), torch.zeros(4, 1, 28, 28), labels)
+    matrix = training.confusion_matrix(Always3(), torch.zeros(4, 1, 28, 28, dtype=torch.uint8), labels)
     assert matrix[0, 3] == 2 and matrix[1, 3] == 1 and matrix[3, 3] == 1 and matrix.sum() == 4
     assert matrix[3, 0] == 0  # rows are the true class, columns the prediction

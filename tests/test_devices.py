@@ -1,0 +1,108 @@
+"""Where runs compute: A3_DEVICE, the CPU kernels chosen before torch loads, and the GPU path. Each
+device-specific test runs where its device is present and is skipped, with the reason, where it is not."""
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import ROOT, needs_real_data, synthetic_data
+from helpers import config, device, experiments, kernels, models
+from helpers.training import Recipe, fit, train_epoch
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none here)")
+needs_mps = pytest.mark.skipif(not device.mps_available(), reason="needs Apple's MPS (not this machine)")
+GRADED_CNN = Recipe(model="cnn_16_32_64", lr=0.01, epochs=1, optimizer="adamw", weight_decay=0.05,
+                    schedule="onecycle", batch_size=128, flip=True)
+
+
+def test_auto_uses_cuda_when_present_else_the_cpu_and_mps_only_when_asked(monkeypatch):
+    monkeypatch.delenv("A3_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "mps_available", lambda: True)
+    assert device.pick().type == "cpu"
+    monkeypatch.setenv("A3_DEVICE", "mps")
+    assert device.pick().type == "mps"
+    monkeypatch.setenv("A3_DEVICE", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device.pick().type == "cuda"
+
+
+def test_asking_for_a_device_that_is_absent_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("A3_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="A3_DEVICE=cuda, but PyTorch sees no CUDA GPU here"):
+        device.pick()
+
+
+def kernels_of_a_fresh_process(**env) -> str:
+    script = "import helpers, torch, os; print(torch.backends.cpu.get_cpu_capability(), os.environ.get('ONEDNN_MAX_CPU_ISA'))"
+    clean = {k: v for k, v in os.environ.items() if k not in kernels.PINNED and k != kernels.SWITCH}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(not kernels.has_avx2(), reason="needs an x86-64 CPU with AVX2")
+def test_importing_helpers_chooses_the_avx2_kernels_before_torch_loads_unless_asked_not_to():
+    assert kernels_of_a_fresh_process() == "AVX2 AVX2"
+    assert kernels_of_a_fresh_process(A3_CPU_KERNELS="native").split()[1] == "None"
+    with pytest.raises(AssertionError, match="A3_CPU_KERNELS='fast'"):
+        kernels_of_a_fresh_process(A3_CPU_KERNELS="fast")
+
+
+def test_a_history_records_what_computed_it(data):
+    history = fit(models.build("base"), data, Recipe(model="base", lr=0.1, epochs=1), torch.device("cpu"))
+    assert history.machine["device"] == "cpu" and history.machine["kernels"] == torch.backends.cpu.get_cpu_capability()
+
+
+@needs_cuda
+def test_cuda_two_runs_of_one_seed_are_equal(tmp_path, monkeypatch):
+    monkeypatch.setenv("A3_DEVICE", "cuda")
+    profile = replace(config.get_profile("quick"), results_dir=tmp_path)
+    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=1, gradient_epochs=1), "cnn": replace(GRADED_CNN, model="cnn_8_16_32")}
+    first = experiments.run(recipes, profile, log=lambda line: None)
+    monkeypatch.setattr(experiments, "_written", set())  # as a new session: A3_RERUN trains them again
+    again = experiments.run(recipes, profile, rerun=True, log=lambda line: None)
+    for name in recipes:
+        assert first[name].machine["device"] == "cuda"
+        assert first[name].step_loss == again[name].step_loss and first[name].test_accuracy == again[name].test_accuracy
+
+
+@needs_cuda
+@needs_real_data
+def test_cuda_the_graded_recipes_first_epoch_learns():
+    from helpers import workers
+    data = workers.splits(config.get_profile("full"))
+    cuda = torch.device("cuda")
+    device.make_deterministic(cuda)
+    mlp = fit(models.build("base"), data, Recipe(model="base", lr=0.1, epochs=1), cuda)
+    cnn = fit(models.build(GRADED_CNN.model), data, GRADED_CNN, cuda)
+    assert mlp.test_accuracy[0] > 0.78 and cnn.test_accuracy[0] > 0.85
+
+
+@needs_cuda
+def test_cuda_no_host_sync_inside_an_epochs_steps():
+    cuda = torch.device("cuda")
+    data = synthetic_data().to(cuda)
+    model = models.build("base").to(cuda)
+    batches = [(data.train_images[i:i + 64].float() / 255, data.train_labels[i:i + 64]) for i in range(0, 640, 64)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    from helpers.gradients import GradientTrace
+    trace = GradientTrace(model, 100, 50)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        train_epoch(model, batches, torch.nn.CrossEntropyLoss(), optimizer, trace=trace)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@needs_mps
+def test_mps_one_epoch_learns():
+    history = fit(models.build("base"), synthetic_data(), Recipe(model="base", lr=0.3, epochs=2, batch_size=32),
+                  torch.device("mps"))
+    assert history.test_accuracy[-1] > 0.9
