@@ -27,7 +27,7 @@ data: $(INSTALLED)
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (A3_RERUN=1: about 35 min on 2 CPU cores; from results/: under 1 min)"
+	@echo "Executing $(NOTEBOOK) with the full profile (A3_RERUN=1: about 45 min on 2 CPU cores; from results/: about 1 min)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
 
@@ -56,7 +56,7 @@ pdf: $(INSTALLED) pdf-tools
 	$(PY) tools/pdf.py
 
 bench: data
-	$(PY) benchmarks/bench.py
+	A3_PROGRESS=0 $(PY) benchmarks/bench.py
 
 clean:
 	rm -rf results/quick .pytest_cache

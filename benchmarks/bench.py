@@ -1,166 +1,144 @@
-"""Benchmark: the PyTorch-quickstart loop against the project's training, runs side by side against one after
-another, and the matmul floor. Run with `make bench`; it exits 1 if a check fails.
+"""`make bench`: the project's training against the PyTorch-quickstart loop and against the compute floor, the
+pinned CPU kernels against the machine's own, and runs side by side. Exits 1 if the accuracy check fails.
 
-All MLP loops train the base network (784-512-512-10), SGD, batch 64, lr 1e-3 (the quickstart's), the same
-initial weights and the same 55,000 training images. Reported per loop: the median training pass per epoch
-after a warm-up epoch, and the test accuracy after 2 epochs (the check: the two loops must agree).
-"project" in the last line is the machine's throughput as the notebook uses it: N runs side by side, one
-thread each (N = cores), wall time divided by the epochs they trained.
+- quickstart: its train()/test() with DataLoader + ToTensor, 2 threads, base MLP, SGD lr 1e-3, batch 64, on
+  the project's 55,000 training images; the project's fit() the same, on one thread. Their test accuracy after 2
+  epochs must agree within ACCURACY_LIMIT (they differ in shuffle order only).
+- floor: the FLOPs of one epoch (training and the three evaluations, counted by torch.utils.flop_counter) at the
+  machine's measured large-matrix rate on one core; "x floor" is the measured time over that.
+- kernels: one epoch of the base MLP and of the CNN in a fresh process with A3_CPU_KERNELS=avx2 (the default:
+  the same numbers on every x86-64 CPU) and =native (the machine's fastest kernels).
 """
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Subset
-from torchvision import datasets
-from torchvision.transforms import ToTensor
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import helpers  # noqa: E402,F401  -- chooses the CPU kernels before torch loads
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
+from torchvision import datasets  # noqa: E402
+from torchvision.transforms import ToTensor  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import experiments, training  # noqa: E402
-from helpers.config import get_profile, worker_count  # noqa: E402
-from helpers.data import split_order  # noqa: E402
-from helpers.models import MLP, build  # noqa: E402
+from helpers import models, workers  # noqa: E402
+from helpers.config import get_profile  # noqa: E402
+from helpers.device import matmul_gflops  # noqa: E402
+from helpers.kernels import PINNED  # noqa: E402
+from helpers.splits import split_order  # noqa: E402
 from helpers.training import Recipe, fit  # noqa: E402
 
-EPOCHS, LR, BATCH = 3, 1e-3, 64  # epoch 1 is the warm-up; accuracy compared after epoch 2
-ACCURACY_LIMIT = 0.015           # the two loops may differ by shuffle order only
 PROFILE = get_profile("full")
+ACCURACY_LIMIT = 0.015
+DEMO = Recipe(model="base", lr=1e-3, epochs=3)
+CNN = Recipe(model="cnn_16_32_64", lr=0.01, epochs=2, optimizer="adamw", weight_decay=0.05, schedule="onecycle",
+             batch_size=128, flip=True)
+CPU = torch.device("cpu")
 
 
-def tutorial_loop() -> tuple[float, float]:
-    """The quickstart's train()/test() with DataLoader + ToTensor; returns (median s/epoch, accuracy after 2)."""
+def quickstart() -> tuple[float, float]:
+    """The quickstart's loop: (median s/epoch after a warm-up epoch, test accuracy after 2 epochs)."""
     root = str(PROFILE.data_root)
-    train_data = datasets.FashionMNIST(root=root, train=True, download=False, transform=ToTensor())
-    test_data = datasets.FashionMNIST(root=root, train=False, download=False, transform=ToTensor())
-    kept = split_order(len(train_data))[PROFILE.validation_samples:].tolist()  # the project's 55,000 images
-    train_loader = DataLoader(Subset(train_data, kept), batch_size=BATCH, shuffle=True,
-                              generator=torch.Generator().manual_seed(0))
-    test_loader = DataLoader(test_data, batch_size=BATCH)
-    model, loss_fn = build("base", seed=0), nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    train = datasets.FashionMNIST(root=root, train=True, download=False, transform=ToTensor())
+    test = datasets.FashionMNIST(root=root, train=False, download=False, transform=ToTensor())
+    kept = split_order(len(train))[PROFILE.validation_samples:].tolist()
+    loader = DataLoader(Subset(train, kept), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    model, loss_fn = models.build("base"), nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     seconds, accuracies = [], []
-    for _ in range(EPOCHS):
+    for _ in range(DEMO.epochs):
         start = time.perf_counter()
         model.train()
-        for batch, (X, y) in enumerate(train_loader):
+        for X, y in loader:
             loss = loss_fn(model(X), y)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            if batch % 100 == 0:
-                loss.item()  # the quickstart prints the loss every 100 batches
         seconds.append(time.perf_counter() - start)
         model.eval()
-        correct = 0
         with torch.no_grad():
-            for X, y in test_loader:
-                correct += (model(X).argmax(1) == y).type(torch.float).sum().item()
-        accuracies.append(correct / len(test_data))
+            correct = sum((model(X).argmax(1) == y).sum().item() for X, y in DataLoader(test, batch_size=64))
+        accuracies.append(correct / len(test))
     return statistics.median(seconds[1:]), accuracies[1]
 
 
-def project_run(recipe: Recipe) -> tuple[float, float]:
-    """One fit() as the notebook trains it (1 thread); returns (median s/epoch after warm-up, accuracy after 2)."""
-    history = fit(build(recipe.model, seed=0), experiments.splits(PROFILE), recipe)
-    return statistics.median(history.seconds[1:] or history.seconds), history.test_accuracy[min(1, history.epochs - 1)]
+def epoch_flops(recipe: Recipe) -> float:
+    """FLOPs of one epoch: training steps and the evaluations of the train sample, validation and test sets."""
+    sizes = PROFILE.data_sizes
+    evaluated = sizes["train_eval"] + sizes["validation"] + sizes["test"]
+    return sizes["train"] * models.training_flops(recipe.model) + evaluated * 2 * models.multiply_adds(recipe.model)
 
 
-def side_by_side(recipes: dict[str, Recipe], workers: int) -> tuple[float, float]:
-    """Train the recipes in `workers` spawned processes, one thread each; return (seconds from the first run's
-    start to the last run's end, seconds before the first run started: spawning workers, loading data)."""
-    start = time.time()
-    keys = {name: experiments.cache_key(recipe, PROFILE) for name, recipe in recipes.items()}
-    runs = experiments.train(recipes, keys, _scratch(), workers=workers).values()
-    first, last = min(r.started for r in runs) / 1000, max(r.finished for r in runs) / 1000
-    return last - first, first - start
+def one_epoch(kernels: str) -> dict[str, float]:
+    """s/epoch (training + evaluation, one thread) of the base MLP and the CNN in a fresh process."""
+    script = (f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); import benchmarks.bench as b; "
+              "print(json.dumps(b.timed()))")
+    clean = {k: v for k, v in os.environ.items() if k not in PINNED}  # this process's choice is not inherited
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env={**clean, "A3_CPU_KERNELS": kernels}, timeout=1200)
+    if done.returncode != 0:
+        sys.exit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def one_after_another(recipes: dict[str, Recipe], threads: int) -> float:
-    """Wall seconds to train the recipes in turn in this process, each with `threads` threads (the old way)."""
-    data = experiments.splits(PROFILE)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        start = time.perf_counter()
-        for recipe in recipes.values():
-            training._fit(build(recipe.model, recipe.seed), data, recipe, torch.device("cpu"), lambda epoch: None)
-        return time.perf_counter() - start
-    finally:
-        torch.set_num_threads(before)
-
-
-def _scratch():
-    """A profile like the full one whose results go to a throw-away folder."""
-    return replace(PROFILE, results_dir=Path(tempfile.mkdtemp(prefix="bench-")))
-
-
-def sgemm_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """Best measured float32 matmul throughput (GFLOP/s) on square n x n matrices, all threads."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
-
-
-def mlp_flops_per_epoch(model: MLP, samples: int) -> float:
-    """FLOPs one training epoch must do: forward (2 per MAC), weight gradients (2 per MAC) and input
-    gradients (2 per MAC) of every layer but the first, whose input needs no gradient."""
-    macs = [layer.in_features * layer.out_features for layer in model.modules() if isinstance(layer, nn.Linear)]
-    return samples * (2 * sum(macs) + 2 * sum(macs) + 2 * sum(macs[1:]))
+def timed() -> dict[str, float]:
+    """In this process: the second epoch's seconds (training + evaluation) of the base MLP and of the CNN."""
+    data = workers.splits(PROFILE)
+    result = {"kernels": torch.backends.cpu.get_cpu_capability()}
+    for name, recipe in (("mlp", replace(DEMO, epochs=2)), ("cnn", CNN)):
+        history = fit(models.build(recipe.model), data, recipe, CPU)
+        result[name] = history.seconds[-1] + history.eval_seconds[-1]
+    return result
 
 
 def main() -> int:
-    cores = worker_count()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
-    print(f"torch {torch.__version__}, {cores} cores ({cpu}), device cpu; base MLP, SGD lr {LR:g}, batch {BATCH}, "
-          f"{PROFILE.train_samples:,} training images, {EPOCHS} epochs (first is warm-up)")
-    tutorial, tutorial_accuracy = tutorial_loop()
-    print(f"tutorial loop (DataLoader + ToTensor, {torch.get_num_threads()} threads): {tutorial:.2f} s/epoch, "
-          f"test accuracy after 2 epochs {tutorial_accuracy:.4f}")
-    demo = Recipe(model="base", lr=LR, epochs=EPOCHS, batch_size=BATCH)
-    single, project_accuracy = project_run(demo)
-    print(f"project fit() (in-memory tensors, 1 thread):       {single:.2f} s/epoch, "
-          f"test accuracy after 2 epochs {project_accuracy:.4f}")
+    cores = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {cores} cores, {torch.backends.cpu.get_cpu_capability()} kernels; "
+          f"{PROFILE.train_samples:,} training images")
+    tutorial, tutorial_accuracy = quickstart()
+    history = fit(models.build("base"), workers.splits(PROFILE), DEMO, CPU)
+    project, project_accuracy = statistics.median(history.seconds[1:]), history.test_accuracy[1]
     gap = abs(tutorial_accuracy - project_accuracy)
-    accuracy_ok = gap <= ACCURACY_LIMIT
-    print(f"accuracy difference after 2 epochs: {100 * gap:.2f} points "
-          f"({'OK' if accuracy_ok else 'TOO LARGE'}: limit {100 * ACCURACY_LIMIT:.1f})")
+    print(f"quickstart loop ({cores} threads): {tutorial:.2f} s/epoch, accuracy after 2 epochs {tutorial_accuracy:.4f}")
+    print(f"project fit() (1 thread):    {project:.2f} s/epoch, accuracy after 2 epochs {project_accuracy:.4f} "
+          f"({'OK' if gap <= ACCURACY_LIMIT else 'TOO FAR APART'}: {100 * gap:.2f} points, limit {100 * ACCURACY_LIMIT:.1f})")
 
-    throughput = {}
-    for label, recipe in (("base MLP", replace(demo, epochs=3)),
-                          ("CNN", Recipe(model="cnn_16_32_64", lr=0.02, epochs=2, optimizer="adamw", weight_decay=0.05,
-                                         schedule="onecycle", batch_size=128, flip=True))):
-        recipes = {f"bench{i}": replace(recipe, seed=i) for i in range(cores)}
-        parallel, startup = side_by_side(recipes, cores)
-        serial = one_after_another(recipes, cores)
-        epochs = sum(r.epochs for r in recipes.values())
-        throughput[label] = parallel / epochs
-        print(f"{label}: {cores} runs x {recipe.epochs} epochs side by side (1 thread each) {parallel:.1f} s "
-              f"(+{startup:.1f} s to start the workers), one after another ({cores} threads each) {serial:.1f} s: "
-              f"{serial / parallel:.2f}x the throughput")
-    project = throughput["base MLP"]
-    gflops, flops = sgemm_gflops(), mlp_flops_per_epoch(build("base"), PROFILE.train_samples)
-    floor = flops / (gflops * 1e9)
-    print(f"floor: sgemm {gflops:.0f} GFLOP/s ({cores} threads), base MLP {flops / 1e9:.0f} GFLOP per training epoch "
-          f"-> {floor:.2f} s/epoch; project (side by side) is {project / floor:.2f}x the floor")
-    cnn_single, _ = project_run(Recipe(model="cnn_16_32_64", lr=0.02, epochs=2, optimizer="adamw", weight_decay=0.05,
-                                       schedule="onecycle", batch_size=128, flip=True))
-    print(f"Q1.7 CNN 16-32-64 (batch 128, 1 thread): {cnn_single:.2f} s/epoch; side by side: "
-          f"{throughput['CNN']:.2f} s per epoch of machine time")
-    print(f"speedup {tutorial / project:.1f}x (tutorial {tutorial:.2f} s/epoch, project {project:.2f} s/epoch, "
-          f"floor {floor:.2f} s/epoch)")
-    return 0 if accuracy_ok else 1
+    torch.set_num_threads(1)
+    rate = matmul_gflops()
+    torch.set_num_threads(cores)
+    print(f"floor: float32 matrix multiply {rate:.0f} GFLOP/s on one core")
+    pinned, native = one_epoch("avx2"), one_epoch("native")
+    for name, recipe in (("mlp", DEMO), ("cnn", CNN)):
+        floor = epoch_flops(recipe) / (rate * 1e9)
+        print(f"{name.upper()} epoch (train + evaluate, 1 thread): {pinned[name]:.2f} s with {pinned['kernels']} "
+              f"kernels, {native[name]:.2f} s with {native['kernels']} ({pinned[name] / native[name]:.2f}x); "
+              f"floor {floor:.2f} s -> {pinned[name] / floor:.2f}x floor")
+
+    recipes = {f"bench{i}": replace(DEMO, seed=i) for i in range(cores)}
+    start = time.time()
+    runs = workers_run(recipes)
+    first = min(r.started for r in runs) / 1000
+    wall = max(r.finished for r in runs) / 1000 - first
+    print(f"{cores} base-MLP runs side by side (1 thread each): {wall / sum(r.epochs for r in runs):.2f} s per epoch "
+          f"of machine time (+{first - start:.1f} s to start the workers)")
+    print(f"speedup {tutorial / (wall / sum(r.epochs for r in runs)):.1f}x over the quickstart loop")
+    return 0 if gap <= ACCURACY_LIMIT else 1
+
+
+def workers_run(recipes: dict[str, Recipe]) -> list:
+    """Train the recipes in the pool, one worker per core, results in a throw-away folder."""
+    import tempfile
+    from helpers import experiments
+    profile = replace(PROFILE, results_dir=Path(tempfile.mkdtemp(prefix="bench-")))
+    return list(experiments.run(recipes, profile, rerun=True, log=lambda line: None).values())
 
 
 if __name__ == "__main__":
