@@ -270,7 +270,11 @@ def test_a_killed_worker_stops_the_call_at_once_naming_its_run_and_keeps_the_fin
             time.sleep(0.1)
         time.sleep(1.0)
         for child in psutil.Process().children(recursive=True):
-            if "spawn_main" in " ".join(child.cmdline()):  # the workers (as out-of-memory would kill them)
+            try:
+                worker = "spawn_main" in " ".join(child.cmdline())
+            except psutil.Error:  # a process that has ended meanwhile (a zombie)
+                continue
+            if worker:  # kill the workers, as the out-of-memory killer would
                 killed["at"] = time.time()
                 os.kill(child.pid, signal.SIGKILL)
     threading.Thread(target=kill_the_long_run, daemon=True).start()
