@@ -15,7 +15,6 @@ from matplotlib.figure import Figure
 from . import models, report
 from .data import CLASS_NAMES
 from .report import Group
-from .training import History
 
 plt.rcParams.update({"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8,
                      "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": 96, "savefig.dpi": 96,
@@ -169,12 +168,6 @@ def accuracy_vs_lr(groups: dict[float, Group], required: list[float]) -> Figure:
     return fig
 
 
-def _epochs_of_blocks(run: History) -> np.ndarray:
-    """x positions of a trace's block means, in epochs (each block's middle)."""
-    blocks = len(run.gradients["blocks"]["signed_mean"])
-    return (np.arange(blocks) + 0.5) * run.gradients["block"] / run.steps_per_epoch
-
-
 def gradient_means(groups: dict[float, Group]) -> Figure:
     """Q1.6's two readings per rate, mean over the seeds with a 95 % confidence band: the signed mean (rates
     that learned; those that did not on their own axis) and the mean |gradient| (log axis); over the first
@@ -187,7 +180,7 @@ def gradient_means(groups: dict[float, Group]) -> Figure:
         for lr, runs in groups.items():
             traced = [run for run in runs if run.gradients] if horizon == "steps" else longest[lr]
             x = (np.arange(1, max(len(r.gradients["steps"]["signed_mean"]) for r in traced) + 1)
-                 if horizon == "steps" else _epochs_of_blocks(max(traced, key=lambda r: r.epochs)))
+                 if horizon == "steps" else np.array(report.block_epochs(max(traced, key=lambda r: r.epochs))))
             for ax, reading in ((row[0] if lr in learned else row[1], "signed_mean"), (row[2], "abs_mean")):
                 _band(ax, x, [run.gradients[horizon][reading] for run in traced], color(lr),
                       f"{label(lr)} ({len(traced)} seeds)" if horizon == "steps" else "_", spread="ci")

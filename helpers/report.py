@@ -168,6 +168,12 @@ def window_mean(values: list[float | None], start: int, stop: int | None) -> flo
     return statistics.fmean(kept) if kept else None
 
 
+def block_epochs(run: History) -> list[float]:
+    """Where each block mean of a run's gradient trace sits, in epochs (the block's middle)."""
+    block = run.gradients["block"]
+    return [(i + 0.5) * block / run.steps_per_epoch for i in range(len(run.gradients["blocks"]["signed_mean"]))]
+
+
 def distinct_predictions(run: History) -> int | None:
     """How many different classes the final model predicts over the test set (None: diverged)."""
     return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else None

@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
-from . import models, tables
+from . import models
 from .config import Profile
 from .experiments import write_json
-from .report import Group
 from .training import History
 
 TIMING = ("s/epoch",)  # columns that differ on every run of the same recipe: not compared
 _answered: dict[Path, dict | None] = {}  # the summary the answers were written from, per file, read once
+_shown: dict[str, dict[str, list]] = {}  # question -> table name -> rows, as show_table displayed them
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -31,35 +31,29 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(flat.to_json(orient="records", force_ascii=False))
 
 
-def build(profile: Profile, lr_runs: dict[float, Group], after_10: dict[float, Group], every_rate: dict[float, Group],
-          search: dict[str, History], grid: list[float], best_lr: dict[str, float], structures: dict[str, Group],
-          traced: dict[float, Group], candidates: dict[str, History], scheme_search: dict[str, History],
-          chosen: str, peak_rates: dict[str, list[float]], peak: dict[str, float],
-          ablation: dict[tuple[str, str], Group]) -> dict[str, Any]:
-    """Every table of the notebook, by question, and how the runs were made."""
-    target = profile.target_accuracy
-    runs = [*(run for group in (*every_rate.values(), *structures.values(), *traced.values(), *ablation.values())
-              for run in group), *search.values(), *candidates.values(), *scheme_search.values(),
-            *(run for group in lr_runs.values() for run in group)]
-    every_run = {(run.started, run.finished): run for run in runs}  # a run cut to its first epochs counts once, whole
-    return {
-        "profile": profile.name, "data_sizes": profile.data_sizes, "seeds": list(profile.seeds),
-        "runs": runs_made(list(every_run.values())),
-        "Q1.2": {"learning_rates": records(tables.learning_rates(after_10)),
-                 "final_models": records(tables.final_models(lr_runs))},
-        "Q1.3": {"epochs_to_target": records(tables.epochs_to_target(lr_runs, target))},
-        "Q1.4": {"learning_rates": records(tables.learning_rates(every_rate))},
-        "Q1.5": {"structure_search": records(tables.structure_search(search, grid, best_lr)),
-                 "structures": records(tables.structures(structures))},
-        "Q1.6": {"gradient_readings": records(tables.gradient_readings(traced)),
-                 "gradient_layers": records(tables.gradient_layers(after_10))},
-        "Q1.7": {"cnn_search": records(tables.cnn_search(candidates, scheme_search, chosen, peak_rates, peak)),
-                 "ablation": records(tables.ablation(ablation, target)),
-                 "ablation_effects": records(tables.ablation_effects(ablation)),
-                 "most_confused": records(tables.most_confused(ablation[(chosen, "cnn")])),
-                 "parameters": {name: models.count_parameters(models.build(name))
-                                for name in (*models.STRUCTURES, chosen)}},
-    }
+def show_table(question: str, make: Callable[..., pd.DataFrame], *args: Any) -> None:
+    """Display the table `make(*args)` in the notebook and keep it, under its question and the function's name,
+    for summary.json: the table saved is the table shown."""
+    from IPython.display import display
+    table = make(*args)
+    display(table)
+    _shown.setdefault(question, {})[make.__name__] = records(table)
+
+
+def build(profile: Profile, *experiments: dict | list) -> dict[str, Any]:
+    """Every table the notebook showed, by question, and how the runs of `experiments` (dicts or lists of
+    Histories or of groups of them) were made."""
+    runs: dict[tuple[int, int], History] = {}
+    def collect(value: Any) -> None:
+        for item in value.values() if isinstance(value, dict) else value:
+            if isinstance(item, History):  # a run cut to its first epochs counts once, whole
+                whole = runs.get((item.started, item.finished))
+                runs[(item.started, item.finished)] = item if whole is None or item.epochs > whole.epochs else whole
+            else:
+                collect(item)
+    collect(experiments)
+    return {"profile": profile.name, "data_sizes": profile.data_sizes, "seeds": list(profile.seeds),
+            "runs": runs_made(list(runs.values())), **{q: dict(tables_) for q, tables_ in sorted(_shown.items())}}
 
 
 def runs_made(runs: list[History]) -> dict[str, Any]:

@@ -142,7 +142,7 @@ def epoch_means(run: History, key: str, layer: str | None = None) -> list[float 
     """Per traced epoch, the mean of a gradient series over the blocks whose middle falls in that epoch."""
     blocks = run.gradients["blocks"]
     values = blocks["layers"][layer][key] if layer else blocks[key]
-    epoch = [int((i + 0.5) * run.gradients["block"] / run.steps_per_epoch) for i in range(len(values))]
+    epoch = [int(x) for x in report.block_epochs(run)]
     return [report.window_mean([v for v, e in zip(values, epoch) if e == k], 0, None) for k in sorted(set(epoch))] or [None]
 
 

@@ -46,7 +46,8 @@ def worker_count(device: torch.device, jobs: int) -> int:
     """How many runs train at once: A3_WORKERS, else by cores and free memory (CUDA: up to GPU_RUNS; MPS: 1)."""
     asked = workers_requested()
     if asked is None:
-        fitting = int(free_memory_mb() // WORKER_MB) if free_memory_mb() != float("inf") else cores()
+        free = free_memory_mb()
+        fitting = int(free // WORKER_MB) if free != float("inf") else cores()
         limit = {"cpu": cores(), "cuda": min(cores(), GPU_RUNS)}.get(device.type, 1)
         asked = max(1, min(limit, fitting))
     return max(1, min(asked, jobs))

@@ -294,14 +294,14 @@ def test_editing_the_training_step_on_disk_retrains_with_the_edited_code(tmp_pat
     shutil.copytree(ROOT / "helpers", project / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "data").symlink_to(ROOT / "data")
     script = project / "go.py"
-    script.write_text(textwrap.dedent(f'''
+    script.write_text(textwrap.dedent('''
         from dataclasses import replace
         from helpers import config, experiments
         from helpers.training import Recipe
         if __name__ == "__main__":
             profile = replace(config.get_profile("quick"), train_samples=1000, validation_samples=200, test_samples=200,
                               train_eval_samples=200, results_dir=config.ROOT / "results", data_root=config.ROOT / "data")
-            history = experiments.run({{"probe": Recipe(model="base", lr=1.0, epochs=1)}}, profile, workers_=1)["probe"]
+            history = experiments.run({"probe": Recipe(model="base", lr=1.0, epochs=1)}, profile, workers_=1)["probe"]
             print("losses", history.step_loss[-3:])
     '''))
 

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, needs_real_data

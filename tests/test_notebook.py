@@ -248,7 +248,7 @@ def test_q1_6_claims(notebook, summary):
 
 
 def test_q1_7_claims(summary):
-    search, cells = summary["Q1.7"]["cnn_search"], rows(summary, "Q1.7", "ablation")
+    search = summary["Q1.7"]["cnn_search"]
     widths = [r for r in search if r["Peak lr"] == "0.01" and r["Network"].startswith("CNN")]
     assert max(widths, key=lambda r: r["Validation"])["Chosen"].startswith("width ✓")
     table = summary["Q1.7"]["ablation"]

@@ -1,6 +1,7 @@
 """Tables, figures and the summary for synthetic groups that hold every outcome a run can have: learned,
 reached the target in epoch 1, never reached it (stopped without gain), collapsed, diverged at step 1,
 inside the first 100 traced steps, and late. No crash, no 'nan' or 'None', and a reason for every gap."""
+import itertools
 import json
 import math
 
@@ -30,6 +31,9 @@ def trace(steps: int, scale: float = 1.0, overflow: bool = False) -> dict:
             "blocks": pick(every, lambda v: [x for x in v[::50]])}
 
 
+STARTS = itertools.count()  # every run starts at its own time, as real runs do
+
+
 def run(test, train=None, seed=0, lr=0.1, model="base", stop="epochs", diverged_step=None, epochs=None,
         traced=True, **extra) -> History:
     n = len(test)
@@ -48,7 +52,7 @@ def run(test, train=None, seed=0, lr=0.1, model="base", stop="epochs", diverged_
                    confusion=None if diverged_step else [[5 if t == p else (2 if (t, p) == (6, 0) else 0)
                                                           for p in range(10)] for t in range(10)],
                    stop_reason="diverged" if diverged_step else stop, diverged_step=diverged_step,
-                   started=1_000_000 + 1000 * seed, finished=1_000_000 + 1000 * seed + 3300, peak_memory_mb=900.0,
+                   started=(start := 1_000_000 + 10_000 * next(STARTS)), finished=start + 3300, peak_memory_mb=900.0,
                    **extra)
 
 
@@ -145,22 +149,35 @@ def test_figures_print_at_8_points_or_more_at_the_width_of_a_page():
 
 
 def summary_of(groups):
+    """The summary of a notebook that showed every table of the graded notebook for these groups."""
+    summary._shown.clear()
     search = {f"{n}_lr{lr:g}": GOOD for n in ("base", "deeper", "wider") for lr in (0.3, 0.1)}
     cells = {("base", "demo"): [GOOD, NEVER], ("base", "cnn"): [GOOD], ("cnn_8_16_32", "demo"): [GOOD],
              ("cnn_8_16_32", "cnn"): [run([0.9, 0.93], model="cnn_8_16_32")]}
     scheme = {f"{m}_adamw_lr{lr:g}": GOOD for m, rates in {"cnn_8_16_32": [0.01], "base": [0.001]}.items()
               for lr in rates}
-    return summary.build(get_profile("quick"), groups, groups, groups, search, [0.3, 0.1],
-                         {"base": 0.1, "deeper": 0.3, "wider": 0.1}, {"base": [GOOD], "wider": [NEVER]}, groups,
-                         {"cnn_8_16_32": GOOD}, scheme, "cnn_8_16_32", {"cnn_8_16_32": [0.01], "base": [0.001]},
-                         {"cnn_8_16_32": 0.01, "base": 0.001}, cells)
+    for question, make, *args in [
+            ("Q1.2", tables.learning_rates, groups), ("Q1.2", tables.final_models, groups),
+            ("Q1.3", tables.epochs_to_target, groups, 0.9), ("Q1.4", tables.learning_rates, groups),
+            ("Q1.5", tables.structure_search, search, [0.3, 0.1], {"base": 0.1, "deeper": 0.3, "wider": 0.1}),
+            ("Q1.5", tables.structures, {"base": [GOOD], "wider": [NEVER]}), ("Q1.6", tables.gradient_readings, groups),
+            ("Q1.6", tables.gradient_layers, groups),
+            ("Q1.7", tables.cnn_search, {"cnn_8_16_32": GOOD}, scheme, "cnn_8_16_32",
+             {"cnn_8_16_32": [0.01], "base": [0.001]}, {"cnn_8_16_32": 0.01, "base": 0.001}),
+            ("Q1.7", tables.ablation, cells, 0.9), ("Q1.7", tables.ablation_effects, cells),
+            ("Q1.7", tables.most_confused, cells[("cnn_8_16_32", "cnn")])]:
+        summary.show_table(question, make, *args)
+    return summary.build(get_profile("quick"), groups, search, cells, scheme,
+                         {lr: [r.first_epochs(1) for r in runs if r.epochs] for lr, runs in groups.items()})
 
 
 def test_summary_is_strict_json_with_every_question_and_the_floor():
     result = summary_of(RATES)
     text = json.dumps(result, allow_nan=False)
     assert "NaN" not in text and all(f"Q1.{i}" in result for i in range(2, 8))
+    assert list(result["Q1.7"]) == ["cnn_search", "ablation", "ablation_effects", "most_confused"]
     made = result["runs"]
+    assert made["count"] == 10 and made["epochs"] == 22  # cut runs (first_epochs) count once, whole
     assert made["matmul_gflops"] == 100 and made["floor_ratio"] > 0 and made["peak_memory_mb_per_worker"] == 900
     assert made["machines"] == ["CPU Test CPU (AVX2 kernels), torch 2.14.1"]
 
