@@ -10,7 +10,11 @@ RAW := data/FashionMNIST/raw
 # Installing system packages needs root and apt; everyone else gets a printed reason instead.
 CAN_INSTALL ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo yes)
 
-.PHONY: run test unit nbval data pdf-tools bench pdf clean
+# Google Colab runs the notebook with its own, older libraries: the oldest versions tested (README, make test-colab).
+COLAB_STACK := pandas==2.2.2 numpy==2.0.2 matplotlib==3.10.0 scipy==1.13.1
+COLAB_DIR := $(VENV)/colab-stack
+
+.PHONY: run test unit nbval test-colab data pdf-tools bench pdf clean
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +33,7 @@ data: $(INSTALLED)
 run: data
 	@echo "Executing $(NOTEBOOK) with the full profile (A3_RERUN=1: about 45 min on 2 CPU cores; from results/: about 1 min)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=-1 $(NOTEBOOK)
+	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False $(NOTEBOOK)
 
 test: unit nbval
 
@@ -38,6 +42,17 @@ unit: data pdf-tools
 
 nbval: data
 	A3_PROFILE=quick A3_RERUN=1 A3_PROGRESS=0 $(PY) -m pytest --nbval-lax -p no:cacheprovider $(NOTEBOOK)
+
+# The notebook (quick profile) with COLAB_STACK in front of the pinned libraries; torch and the rest as pinned.
+$(COLAB_DIR)/.installed: Makefile $(INSTALLED)
+	rm -rf $(COLAB_DIR)
+	$(PY) -m pip install --quiet --disable-pip-version-check --target $(COLAB_DIR) $(COLAB_STACK)
+	touch $@
+
+test-colab: data $(COLAB_DIR)/.installed
+	PYTHONPATH=$(COLAB_DIR) $(PY) -c "import numpy, pandas, matplotlib, scipy, torch; \
+	  print('testing with', *(f'{m.__name__} {m.__version__}' for m in (numpy, pandas, matplotlib, scipy, torch)))"
+	PYTHONPATH=$(COLAB_DIR) A3_PROFILE=quick A3_RERUN=1 A3_PROGRESS=0 $(PY) -m pytest --nbval-lax -p no:cacheprovider $(NOTEBOOK)
 
 # A browser prints the PDF; poppler-utils (pdftotext, pdfimages) lets the tests read it back.
 # Installed when we may (CI: root with apt); otherwise the PDF tests are skipped and say why.

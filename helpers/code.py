@@ -1,5 +1,6 @@
-"""The code that defines a run, read from the files on disk (what a freshly started worker imports): shown in
-the notebook, and fingerprinted for the keys of stored results (comments, docstrings and blank lines aside)."""
+"""The code as the files on disk have it now (what a freshly started worker imports): shown in the notebook,
+read for the network tables, and fingerprinted for the keys of stored results (comments, docstrings and blank
+lines aside). Nothing here depends on what the running kernel imported earlier."""
 from __future__ import annotations
 
 import ast
@@ -9,14 +10,33 @@ import io
 import tokenize
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
 
 
-def source(module: ModuleType, name: str | None = None, bare: bool = False, docstrings: bool = True) -> str:
-    """The module's code, or that of its top-level def/class/assignment `name`, as the file on disk has it now;
-    `bare` drops comments, docstrings, trailing spaces and blank lines; `docstrings=False` drops docstrings."""
-    text = Path(module.__file__).read_text(encoding="utf-8")
-    tree = ast.parse(text)
-    lines = text.splitlines()
+def _file(module: ModuleType | Path) -> Path:
+    return Path(module.__file__ if isinstance(module, ModuleType) else module)
+
+
+def _stamp(path: Path) -> tuple[Path, int, int]:
+    stat = path.stat()
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: Path, mtime_ns: int, size: int) -> tuple[str, ast.Module]:
+    text = path.read_text(encoding="utf-8")
+    return text, ast.parse(text)
+
+
+def source(module: ModuleType | Path, name: str | None = None, bare: bool = False, docstrings: bool = True,
+           without: frozenset[str] = frozenset()) -> str:
+    """The file's code, or that of its top-level def/class/assignment `name`, as the file on disk has it now;
+    `bare` drops comments, docstrings, trailing spaces and blank lines; `docstrings=False` drops docstrings;
+    `without` leaves out the named top-level definitions."""
+    text, tree = _read(*_stamp(_file(module)))
+    lines: list[str | None] = list(text.splitlines())
     if bare:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
             if token.type == tokenize.COMMENT:
@@ -28,21 +48,23 @@ def source(module: ModuleType, name: str | None = None, bare: bool = False, docs
             if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                     and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                     and isinstance(body[0].value.value, str)):
-                after = lines[body[0].end_lineno] if body[0].end_lineno < len(lines) else "x"
-                end = body[0].end_lineno + (1 if not bare and after is not None and not after.strip() else 0)
-                lines[body[0].lineno - 1:end] = [None] * (end - body[0].lineno + 1)  # and a blank line after it
+                end = body[0].end_lineno
+                if not bare and end < len(lines) and not (lines[end] or "").strip():
+                    end += 1  # and the blank line after it
+                lines[body[0].lineno - 1:end] = [None] * (end - body[0].lineno + 1)
+    for node in tree.body:
+        if set(_names(node)) & without:
+            lines[node.lineno - 1:node.end_lineno] = [None] * (node.end_lineno - node.lineno + 1)
     if name is not None:
-        node = next((n for n in tree.body if name in _names(n)), None)
-        if node is None:
-            raise ValueError(f"{module.__name__} has no top-level {name}")
+        node = _node(tree, name, _file(module))
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        while not bare and first > 1 and lines[first - 2].lstrip().startswith("#"):  # its comment belongs to it
+        while not bare and first > 1 and (lines[first - 2] or "").lstrip().startswith("#"):  # its comment
             first -= 1
         lines = lines[first - 1:node.end_lineno]
-    lines = [line for line in lines if line is not None]  # the docstrings' lines, when dropped
+    kept = [line for line in lines if line is not None]
     if bare:
-        lines = [line.rstrip() for line in lines if line.strip()]
-    return "\n".join(lines)
+        kept = [line.rstrip() for line in kept if line.strip()]
+    return "\n".join(kept)
 
 
 def _names(node: ast.stmt) -> list[str]:
@@ -52,15 +74,56 @@ def _names(node: ast.stmt) -> list[str]:
     return [t.id for t in targets if isinstance(t, ast.Name)]
 
 
-def fingerprint(module: ModuleType, name: str | None = None) -> str:
-    """A short hash of the bare code of a module or of one of its top-level names."""
-    stat = Path(module.__file__).stat()
-    return _fingerprint(module, name, stat.st_mtime_ns, stat.st_size)
+def _node(tree: ast.Module, name: str, path: Path) -> ast.stmt:
+    node = next((n for n in tree.body if name in _names(n)), None)
+    if node is None:
+        raise ValueError(f"{path.name} has no top-level {name}")
+    return node
 
 
-@functools.lru_cache(maxsize=256)
-def _fingerprint(module: ModuleType, name: str | None, mtime_ns: int, size: int) -> str:
-    return hashlib.sha256(source(module, name, bare=True).encode()).hexdigest()[:16]
+def classes(module: ModuleType | Path) -> list[str]:
+    """The names of the top-level classes the file on disk defines."""
+    return [node.name for node in _read(*_stamp(_file(module)))[1].body if isinstance(node, ast.ClassDef)]
+
+
+def constant(module: ModuleType, name: str) -> Any:
+    """The value of the top-level assignment `name` as the file on disk has it now (evaluated with the module's
+    names, so `2 * 512` or `INPUT_SIZE` work), so that an edit applies without restarting the kernel."""
+    path = _file(module)
+    node = _node(_read(*_stamp(path))[1], name, path)
+    return eval(compile(ast.Expression(node.value), str(path), "eval"), dict(vars(module)))  # noqa: S307
+
+
+def imports(path: Path) -> set[Path]:
+    """The files of this package that the file at `path` imports, anywhere in it (relative or absolute)."""
+    tree = _read(*_stamp(path))[1]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names |= {node.module.split(".")[0]} if node.module else {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith(PACKAGE.name):
+            parts = node.module.split(".")
+            names |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith(PACKAGE.name + ".")}
+    return {PACKAGE / f"{name}.py" for name in names if (PACKAGE / f"{name}.py").is_file()}
+
+
+def closure(start: ModuleType | Path) -> list[Path]:
+    """Every file of this package that importing `start` loads (the package's __init__ included), found by
+    following the imports in the files on disk, sorted."""
+    seen = {PACKAGE / "__init__.py"}
+    todo = [_file(start), PACKAGE / "__init__.py"]
+    while todo:
+        path = todo.pop()
+        seen.add(path)
+        todo += [p for p in imports(path) if p not in seen]
+    return sorted(seen)
+
+
+def fingerprint(module: ModuleType | Path, without: frozenset[str] = frozenset()) -> str:
+    """A short hash of the bare code of a file (less the top-level definitions named in `without`)."""
+    return hashlib.sha256(source(module, bare=True, without=without).encode()).hexdigest()[:16]
 
 
 def show(module: ModuleType, *names: str) -> None:

@@ -5,8 +5,8 @@ epochs so the whole notebook runs in about a minute under nbval; it reads and wr
 results folder and never touches the full run's results. What is trained (the recipes) is declared
 in the notebook; a profile only sets the data sizes, epochs and seeds those recipes use.
 Environment: ``A3_PROFILE`` (full|quick), ``A3_RERUN=1`` (retrain, ignore stored results),
-``A3_PROGRESS=0`` (no progress bars), ``A3_WORKERS=N`` (runs side by side; default: by cores and memory),
-``A3_DEVICE`` (auto|cpu|cuda|mps; auto = CUDA when present, else the CPU), ``A3_CPU_KERNELS`` (see kernels.py).
+``A3_PROGRESS=0`` (no progress bars), ``A3_WORKERS=N`` (runs side by side; default: by cores and memory; 0: in
+this process), ``A3_DEVICE`` (see device.py), ``A3_CPU_KERNELS`` (see kernels.py).
 """
 from __future__ import annotations
 
@@ -70,12 +70,12 @@ def progress_enabled() -> bool:
 
 
 def workers_requested() -> int | None:
-    """Runs trained side by side, as env A3_WORKERS asks (None: decide by cores and memory)."""
+    """Runs trained side by side, as env A3_WORKERS asks (None: decide by cores and memory; 0: in this process)."""
     value = os.environ.get("A3_WORKERS")
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"A3_WORKERS={value!r}: must be a whole number >= 1")
+    if not value.isdigit():
+        raise ValueError(f"A3_WORKERS={value!r}: must be a whole number (0: train in this process)")
     return int(value)
 
 
@@ -84,13 +84,3 @@ def cores() -> int:
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     return max(1, len(usable))
 
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def device_requested() -> str:
-    """Env A3_DEVICE: auto (CUDA when present, else the CPU), cpu, cuda or mps."""
-    value = os.environ.get("A3_DEVICE", "auto")
-    if value not in DEVICES:
-        raise ValueError(f"A3_DEVICE={value!r} is unknown; choose one of {DEVICES}")
-    return value

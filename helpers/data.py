@@ -63,13 +63,19 @@ class FashionMNISTTensors:
 
 
 def load_fashion_mnist(root: str | Path = "data", download: bool = True) -> FashionMNISTTensors:
-    """Return Fashion-MNIST as tensors, preparing the files under `root` first if needed (once per process)."""
+    """Return Fashion-MNIST as tensors, preparing the files under `root` first if needed (read once per process
+    and kept: for the notebook; a worker reads it with `read_fashion_mnist` and keeps only its splits)."""
     return _load(Path(root).resolve(), download)
 
 
 @functools.lru_cache(maxsize=4)
 def _load(root: Path, download: bool) -> FashionMNISTTensors:
-    raw, source = prepare(root, download)
+    return read_fashion_mnist(root, download)
+
+
+def read_fashion_mnist(root: Path, download: bool = True) -> FashionMNISTTensors:
+    """Fashion-MNIST as tensors, read afresh from the files under `root` (prepared first if needed)."""
+    raw, source = prepare(Path(root).resolve(), download)
     tensors = []
     for split, (images_name, labels_name, expected) in SPLITS.items():
         images, labels = read_split(raw / images_name, raw / labels_name, expected)

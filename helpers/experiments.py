@@ -1,39 +1,54 @@
 """Run-or-load: each run's History is stored as ``RESULTS_DIR/NAME-KEY.json`` and found again by its key.
 
-The key is what was trained: the recipe, the data sizes, the network (its spec and its class's code) and the
-code that defines a run (`training`, `splits`, `gradients`; comments and docstrings do not count). A result
-is found by its key, not by its name: two cells may ask for the same run, an edited cell trains what changed
-(one line says what, against the last result of that name), and undoing the edit finds the earlier result.
-Files are written atomically as each run finishes, so an interrupted call keeps every finished run.
+The key is what was trained: the recipe, the data sizes, the network (its spec, read from models.py on disk)
+and the code on disk of every helpers module a worker imports, found by following the imports (comments and
+docstrings do not count; in models.py only the run's own network class). A result is found by its key, not by
+its name: two cells may ask for the same run, an edited cell or helper file trains what it changes (one line
+says what, against the last result of that name), and undoing the edit finds the earlier result. Runs train
+side by side in worker processes (`workers.py`), each stored as it finishes, so an interrupt keeps them.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
+import math
+import multiprocessing
 import os
+import queue
 import re
+import sys
 import time
-from dataclasses import asdict
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from tqdm.auto import tqdm
 
-from . import code, gradients, models, splits, training, workers
-from .config import Profile, progress_enabled, rerun_requested
-from .device import matmul_gflops, pick
+from . import code, models, workers
+from .config import Profile, cores, progress_enabled, rerun_requested, workers_requested
+from .device import describe, kind, matmul_gflops, pick
 from .training import History, Recipe
 
-RUN_CODE = (training, splits, gradients)  # the modules whose code defines what a run means
-TOOLING = "tooling"                        # output tag: run logs stay in the notebook and are left out of the PDF
-_written: set[Path] = set()                # results this process trained (A3_RERUN does not train them again)
+TOOLING = "tooling"          # output tag: run logs stay in the notebook and are left out of the PDF
+WORKER_MB = 1200             # peak memory of one worker (torch, the splits, the largest run): README
+GPU_RUNS = 4                 # runs sharing one GPU at once: a batch-64 run alone leaves it mostly idle
+_written: set[Path] = set()  # results this process trained (A3_RERUN does not train them again)
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly while training (killed, out of memory, crashed)."""
 
 
 def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers_: int | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, History]:
     """Each recipe's History: loaded when a result with its key exists, else trained (side by side) and stored.
-    `workers_=0` trains in this process (tests)."""
+    `workers_=0` (or env A3_WORKERS=0) trains in this process."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a worker importing the main module
+        raise RuntimeError("experiments.run() was called while a worker process imported the main module: keep the "
+                           "code that trains under `if __name__ == \"__main__\":`")
     log = log or note
     rerun = rerun_requested() if rerun is None else rerun
     keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
@@ -45,12 +60,13 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
             history = load(found, key, log)
             if history is not None:
                 histories[name] = history
-                paths[name] = found
+    if histories:
+        provenance(list(histories.values()), log)
     missing = [name for name in recipes if name not in histories]
     for name in missing:
         if not rerun and (reason := why_again(profile, name, keys[name])):
             log(f"{name}: {reason}; training it")
-    jobs = {}  # one job per distinct key: two names for one recipe train once
+    jobs: dict[str, str] = {}  # one job per distinct key: two names for one recipe train once
     for name in missing:
         jobs.setdefault(digest(keys[name]), name)
     if jobs:
@@ -67,18 +83,18 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
 
 
 def cache_key(recipe: Recipe, profile: Profile) -> dict[str, Any]:
-    """What a stored result must match to be reused: recipe, data sizes, network, and the code of a run."""
+    """What a stored result must match to be reused: recipe, data sizes, network spec and the code of a run."""
     network = models.spec(recipe.model)
-    cls = models.SmallCNN if network["network"] == "SmallCNN" else models.MLP
-    return {"recipe": asdict(recipe), "data": profile.data_sizes,
-            "network": {**network, "parameters": _parameters(json.dumps(network)),
-                        "code": code.fingerprint(models, cls.__name__) + code.fingerprint(models, "from_spec")},
-            "code": {module.__name__.rpartition(".")[2]: code.fingerprint(module) for module in RUN_CODE}}
+    return {"recipe": asdict(recipe), "data": profile.data_sizes, "network": network, "code": code_key(network)}
 
 
-@functools.lru_cache(maxsize=None)
-def _parameters(network: str) -> int:
-    return models.count_parameters(models.from_spec(json.loads(network)))
+def code_key(network: dict[str, Any]) -> dict[str, str]:
+    """The fingerprint of every helpers file a worker imports, by file name. In models.py the preset tables (the
+    network spec carries them) and the other networks' classes are left out, so an edit of one network retrains
+    only the runs of that network."""
+    files = code.closure(Path(workers.__file__))
+    others = frozenset(c for c in code.classes(models) if c != network["network"]) | frozenset(models.TABLES)
+    return {path.name: code.fingerprint(path, others if path.name == "models.py" else frozenset()) for path in files}
 
 
 def digest(key: dict[str, Any]) -> str:
@@ -88,11 +104,7 @@ def digest(key: dict[str, Any]) -> str:
 
 def path_for(profile: Profile, name: str, key: dict[str, Any]) -> Path:
     """Where the run `name` with `key` is stored."""
-    return profile.results_dir / f"{_safe(name)}-{digest(key)}.json"
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.]+", "_", name)
+    return profile.results_dir / f"{re.sub(r'[^A-Za-z0-9_.]+', '_', name)}-{digest(key)}.json"
 
 
 def stored(profile: Profile, key: dict[str, Any]) -> Path | None:
@@ -102,25 +114,25 @@ def stored(profile: Profile, key: dict[str, Any]) -> Path | None:
 
 def why_again(profile: Profile, name: str, key: dict[str, Any]) -> str | None:
     """What changed since the newest result stored under `name` (None if there is none)."""
-    earlier = sorted(profile.results_dir.glob(f"{_safe(name)}-" + "[0-9a-f]" * 12 + ".json"),
-                     key=lambda path: path.stat().st_mtime)
+    stem = path_for(profile, name, key).name.rsplit("-", 1)[0]
+    earlier = sorted(profile.results_dir.glob(f"{stem}-" + "[0-9a-f]" * 12 + ".json"), key=lambda p: p.stat().st_mtime)
     for path in reversed(earlier):
         try:
-            return what_changed(json.loads(path.read_text())["key"], key)
-        except (OSError, ValueError, KeyError, TypeError):
+            return what_changed(json.loads(path.read_text(encoding="utf-8"))["key"], key)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
     return None
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short phrase naming how two keys differ."""
-    if old.get("code") != new["code"]:
-        changed = [f"{name}.py" for name in new["code"] if (old.get("code") or {}).get(name) != new["code"][name]]
-        return f"the training code changed ({', '.join(changed)})"
     if old.get("network") != new["network"]:
-        before, after = (old.get("network") or {}).get("parameters"), new["network"]["parameters"]
-        return (f"the network changed ({before:,} -> {after:,} parameters)" if isinstance(before, int) and before != after
-                else "the network's definition changed")
+        before = {k: v for k, v in (old.get("network") or {}).items() if new["network"].get(k) != v}
+        after = {k: v for k, v in new["network"].items() if before.get(k) != v and k in before}
+        return "the network changed (" + ", ".join(f"{k} {before[k]} -> {after.get(k)}" for k in before) + ")"
+    if old.get("code") != new["code"]:
+        changed = [name for name in new["code"] if (old.get("code") or {}).get(name) != new["code"][name]]
+        return f"the code of a run changed ({', '.join(changed) or 'a file was removed'})"
     if old.get("data") != new["data"]:
         return f"the data sizes changed ({old.get('data')} -> {new['data']})"
     recipe = old.get("recipe") or {}
@@ -131,7 +143,7 @@ def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
 def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) -> History | None:
     """The History stored at `path` if it is intact and was made with `key`, else None (saying why)."""
     try:
-        content = json.loads(path.read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
         if content["key"] != key:
             raise ValueError("its key does not match its name")
         return History.from_dict(content["history"])
@@ -140,12 +152,27 @@ def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) ->
         return None
 
 
+def provenance(runs: list[History], log: Callable[[str], None]) -> None:
+    """Say so when loaded runs were made on another kind of machine (device, CPU kernels, torch) than this one:
+    trained here, their numbers could differ in the last digits."""
+    here = describe(pick())
+    made = {kind(run.machine): run.machine for run in runs}
+    other = [m for k, m in made.items() if k != kind(here)]
+    if other:
+        log(f"{len(runs)} runs loaded, made on " + "; ".join(_machine(m) for m in other)
+            + f"; this machine is {_machine(here)}: retrained here (A3_RERUN=1), their numbers could differ")
+
+
+def _machine(machine: dict[str, str]) -> str:
+    return f"{machine['device'].upper()} {machine['name']} ({machine['kernels']} kernels), torch {machine['torch']}"
+
+
 def write_json(path: Path, content: Any) -> None:
     """Write JSON atomically: a temp file in the same folder, then rename over `path`; no temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
     try:
-        with open(partial, "w") as f:
+        with open(partial, "w", encoding="utf-8") as f:
             json.dump(content, f, separators=(",", ":"), allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
@@ -154,38 +181,143 @@ def write_json(path: Path, content: Any) -> None:
         partial.unlink(missing_ok=True)
 
 
+def free_memory_mb() -> float:
+    """Memory available to new processes, in MB (unknown: infinite)."""
+    try:
+        import psutil
+        return psutil.virtual_memory().available / 2 ** 20
+    except ImportError:
+        return float("inf")
+
+
+def worker_count(device: torch.device, jobs: int) -> int:
+    """How many runs train at once: A3_WORKERS, else by cores and free memory (CUDA: up to GPU_RUNS; MPS: 1);
+    0 means in this process."""
+    asked = workers_requested()
+    if asked is None:
+        free = free_memory_mb()
+        fitting = int(free // WORKER_MB) if free != float("inf") else cores()
+        limit = {"cpu": cores(), "cuda": min(cores(), GPU_RUNS)}.get(device.type, 1)
+        asked = max(1, min(limit, fitting))
+    return min(asked, jobs)
+
+
 def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Path], profile: Profile,
           workers_: int | None = None) -> dict[str, History]:
-    """Train the recipes, longest first, storing each as it finishes."""
+    """Train the recipes, longest first, side by side in `workers_` processes (0: here), storing each as it
+    finishes; a worker that dies stops the call at once with one line naming its run."""
     device = pick()
     order = sorted(recipes, key=lambda name: -recipes[name].epochs * models.training_flops(recipes[name].model))
-    count = workers.worker_count(device, len(order)) if workers_ is None else workers_
+    count = worker_count(device, len(order)) if workers_ is None else min(workers_, len(order))
     bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=not progress_enabled(),
                desc=f"training {len(order)} runs" + (f" ({count} at once)" if count > 1 else ""))
-    done: dict[str, History] = {}
     conditions = {"side_by_side": max(count, 1)}
     if device.type == "cpu":
         conditions["matmul_gflops"] = round(matmul_gflops())  # this machine's floor rate, measured now
+    done: dict[str, History] = {}
 
-    def save(name: str, history: History) -> None:
-        history.machine = {**history.machine, **conditions}
-        write_json(paths[name], {"key": keys[name], "history": history.to_dict()})
+    def save(name: str, history: dict[str, Any]) -> None:
+        history["machine"] = {**history["machine"], **conditions}
+        write_json(paths[name], {"key": keys[name], "history": history})
         _written.add(paths[name])
-        bar.total -= recipes[name].epochs - history.epochs  # runs that stopped early
+        done[name] = History.from_dict(json.loads(json.dumps(history)))  # fresh and stored runs read alike
+        bar.total -= recipes[name].epochs - done[name].epochs  # runs that stopped early
         bar.refresh()
-        done[name] = History.from_dict(history.to_dict())  # fresh and stored runs read alike
 
+    jobs = {name: (name, recipes[name], models.spec(recipes[name].model), profile.data_sizes, profile.data_root,
+                   device.type) for name in order}
     try:
         if count == 0:
             for name in order:
-                save(name, workers.train_one(recipes[name], models.spec(recipes[name].model), profile, device,
-                                             on_epoch=lambda epoch: bar.update()))
+                save(name, workers.train_one(*jobs[name], on_epoch=lambda epoch: bar.update()))
         else:
-            jobs = [(name, recipes[name], models.spec(recipes[name].model)) for name in order]
-            workers.train(jobs, profile, device, count, on_epoch=bar.update, on_done=save)
+            _pool(jobs, count, save, bar.update)
     finally:
         bar.close()
     return done
+
+
+def _pool(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None], on_epoch: Callable[[], None]) -> None:
+    """Train `jobs` on `count` spawned workers (a ProcessPoolExecutor), calling `save` as each run finishes."""
+    _check_main()
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
+    events = context.Queue()
+    pool = ProcessPoolExecutor(count, mp_context=context, initializer=workers.start, initargs=(events,))
+    ready: set[int] = set()
+    running: dict[int, str] = {}
+    futures: dict[Future, str] = {}
+    try:
+        futures = {pool.submit(workers.train_one, *job): name for name, job in jobs.items()}
+        processes = dict(getattr(pool, "_processes", None) or {})  # to tell how a worker ended
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            processes.update(getattr(pool, "_processes", None) or {})
+            _drain(events, ready, running, on_epoch)
+            for future in finished:
+                error = future.exception()
+                if isinstance(error, BrokenProcessPool):
+                    raise WorkerDied(_death(futures, running, ready, processes)) from None
+                if error is not None:
+                    raise error
+                running = {pid: name for pid, name in running.items() if name != futures[future]}
+                save(futures[future], future.result())
+    finally:
+        _stop(pool)
+        events.close()
+
+
+def _drain(events: Any, ready: set[int], running: dict[int, str], on_epoch: Callable[[], None]) -> None:
+    """Read the workers' events: ready, a run started, an epoch done."""
+    while True:
+        try:
+            what, pid, name = events.get_nowait()
+        except (queue.Empty, OSError, ValueError):
+            return
+        if what == "ready":
+            ready.add(pid)
+        elif what == "start":
+            running[pid] = name
+        else:
+            on_epoch()
+
+
+def _death(futures: dict[Future, str], running: dict[int, str], ready: set[int], processes: dict) -> str:
+    """One line: which run's worker ended, and the likely cause."""
+    if not ready:
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        return ("the worker processes ended while starting, before any run: each first imports this program's main "
+                f"module{f' ({Path(main).name})' if main else ''}; if it trains when imported, put that code under "
+                "`if __name__ == \"__main__\":` (the workers' error is printed above)")
+    causes = []
+    for pid, name in running.items():
+        code_ = getattr(processes.get(pid), "exitcode", None)
+        cause = ("killed by the system, most likely out of memory (or by a signal)" if code_ is None or code_ < 0
+                 else f"it exited with code {code_}")
+        causes.append(f"run {name}: its worker process ended ({cause})")
+    if not causes:
+        causes = ["a worker process ended abruptly (killed, most likely out of memory) before it said which of "
+                  + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
+                  + " it had taken"]
+    return "; ".join(causes) + "; the runs that had finished are kept, run the cell again to train the rest"
+
+
+def _check_main() -> None:
+    """Spawned workers first import this program's main module: stop early, in one line, where they cannot."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if getattr(main, "__spec__", None) is None and path and not Path(path).is_file():
+        raise RuntimeError(f"the worker processes would import this program's main module, but it is {path!r}, "
+                           f"not a file: save the script to a file and run it as `python FILE.py`, or set "
+                           f"A3_WORKERS=0 to train in this process")
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down now: cancel what has not started and end the workers still training."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def note(line: str) -> None:
@@ -207,3 +339,57 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# --- choosing a setting on validation accuracy --------------------------------------------------------------
+
+def best_on_validation(groups: dict[Any, list[History]]) -> Any:
+    """The setting whose runs have the highest mean final validation accuracy (a diverged run counts 0); a tie
+    goes to the lower mean final validation loss."""
+    def score(runs: list[History]) -> tuple[float, float]:
+        accuracy = [0.0 if r.diverged or not r.validation_accuracy else r.validation_accuracy[-1] for r in runs]
+        loss = [math.inf if r.diverged or not r.validation_loss else r.validation_loss[-1] for r in runs]
+        return sum(accuracy) / len(accuracy), -sum(loss) / len(loss)
+    return max(groups, key=lambda setting: score(groups[setting]))
+
+
+@dataclass
+class Search:
+    """A learning-rate search: the runs per rate (in seed order) and the rate chosen on validation."""
+
+    runs: dict[float, list[History]]
+    chosen: float
+
+    @property
+    def inside(self) -> bool:
+        """True when the chosen rate has a tried rate on each side (the grid brackets it)."""
+        return min(self.runs) < self.chosen < max(self.runs)
+
+
+def neighbour(lr: float, up: bool) -> float:
+    """The next rate on the 1-3-10 ladder above or below `lr` (0.3 -> 1, 0.03 -> 0.01)."""
+    step = round(2 * math.log10(lr)) + (1 if up else -1)
+    return float(f"{10 ** (step / 2):.0g}")
+
+
+def tune(searches: dict[Any, tuple[Recipe, list[float]]], seeds: tuple[int, ...], profile: Profile,
+         extensions: int = 3) -> dict[Any, Search]:
+    """For each search (name -> recipe, rates): train the recipe at each rate with each seed and choose the rate on
+    validation (best_on_validation); while a chosen rate is the highest or lowest tried, add the next rate beyond
+    it (at most `extensions` times). All searches train side by side."""
+    grids = {name: list(rates) for name, (_, rates) in searches.items()}
+    while True:
+        names = {(name, lr, seed): "_".join(map(str, name if isinstance(name, tuple) else [name])) + f"_lr{lr:g}_seed{seed}"
+                 for name, rates in grids.items() for lr in rates for seed in seeds}
+        runs = run({run_name: replace(searches[name][0], lr=lr, seed=seed)
+                    for (name, lr, seed), run_name in names.items()}, profile)
+        found = {}
+        for name, rates in grids.items():
+            groups = {lr: [runs[names[(name, lr, seed)]] for seed in seeds] for lr in sorted(rates, reverse=True)}
+            found[name] = Search(groups, best_on_validation(groups))
+        edge = [name for name, result in found.items() if not result.inside]
+        if not edge or extensions == 0:
+            return found
+        for name in edge:
+            grids[name].append(neighbour(found[name].chosen, up=found[name].chosen == max(grids[name])))
+        extensions -= 1

@@ -2,9 +2,10 @@
 and, per linear layer, the two factors its weight gradient is made of.
 
 For one image, the gradient of a linear layer's weights is the outer product of the error reaching the
-layer's output (delta = dLoss/d output) and the layer's input a: its size is ||delta|| * ||a||. The probe
-records, per layer and step, the batch means of ||delta||, ||a|| and their product, beside the layer's
-mean |gradient|. Everything stays on the device, in float32, until the end of an epoch (``flush``).
+layer's output (delta = dLoss/d output) and the layer's input a, whose norm is ||delta|| * ||a||; a minibatch's
+gradient is the mean of 64 such products, which partly cancel. The probe records, per layer and step, the
+batch means of ||delta|| and ||a|| beside the layer's mean |gradient|. Everything stays on the device, in
+float32, until the end of an epoch (``flush``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-LAYER_SERIES = ("signed_mean", "abs_mean", "error", "input", "product")
+LAYER_SERIES = ("abs_mean", "error", "input")
 
 
 def gradient_means(model: nn.Module) -> torch.Tensor:
@@ -54,8 +55,7 @@ class GradientTrace:
             grads = [p.grad for p in layer.parameters()]
             size = sum(g.numel() for g in grads)
             activation, error = self._norms[name]
-            row.append(torch.stack([sum(g.sum() for g in grads) / size, sum(g.abs().sum() for g in grads) / size,
-                                    error.mean(), activation.mean(), (error * activation).mean()]))
+            row.append(torch.stack([sum(g.abs().sum() for g in grads) / size, error.mean(), activation.mean()]))
         self._pending.append(torch.cat(row))
 
     def flush(self) -> None:

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import warnings
 
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
 SWITCH = "A3_CPU_KERNELS"  # "avx2" (default) or "native"
@@ -52,4 +53,15 @@ def pin() -> bool:
     return True
 
 
-PINNED_HERE = pin() and "torch" not in sys.modules  # this process computes with them (torch was not loaded yet)
+def warn_if_too_late(torch_loaded: bool, exported: bool, pinned: bool) -> bool:
+    """Warn when torch was imported before helpers without the pinned kernels exported: this process then keeps
+    the CPU's own kernels (worker processes are not affected). Returns True when this process has them."""
+    if pinned and torch_loaded and not exported:
+        warnings.warn("torch was imported before helpers, so this process computes with the CPU's own kernels, not "
+                      "the pinned AVX2 ones: runs trained in this process (A3_WORKERS=0) may differ from results/ in "
+                      "the last digits. Import helpers first (restart the kernel), or ignore this if runs train in "
+                      "workers.", RuntimeWarning, stacklevel=3)
+    return pinned and (exported or not torch_loaded)
+
+
+PINNED_HERE = warn_if_too_late("torch" in sys.modules, all(os.environ.get(k) == v for k, v in PINNED.items()), pin())

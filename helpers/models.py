@@ -1,30 +1,35 @@
-"""The networks: the demo MLP and its wider/deeper variants (Q1.5), and the small CNN candidates (Q1.7)."""
+"""The networks: the demo MLP and its wider and deeper variants (Q1.5), and the small CNN (Q1.7).
+
+A run names its network ("base", "deeper", "wider" or "cnn"); `spec` turns the name into plain data read from
+this file as it is on disk now, so an edit of STRUCTURES or CNN_CHANNELS applies without a kernel restart.
+"""
 from __future__ import annotations
 
+import copy
 import functools
 import json
+import sys
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import code
+
 INPUT_SIZE = 28 * 28
 NUM_CLASSES = 10
 
 # Q1.5: hidden layer sizes. "base" is the PyTorch quickstart network (784-512-512-10).
-STRUCTURES: dict[str, tuple[int, ...]] = {
+STRUCTURES = {
     "base": (512, 512),
     "deeper": (512, 512, 512, 512),
     "wider": (1024, 1024),
 }
 
-# Q1.7: channels of the three convolution blocks; one of these is chosen on validation accuracy.
-CNN_CANDIDATES: dict[str, tuple[int, int, int]] = {
-    "cnn_8_16_32": (8, 16, 32),
-    "cnn_12_24_48": (12, 24, 48),
-    "cnn_16_32_64": (16, 32, 64),
-}
+# Q1.7: channels of the small CNN's three convolution blocks (the network "cnn").
+CNN_CHANNELS = (16, 32, 64)
+TABLES = ("STRUCTURES", "CNN_CHANNELS")  # what a network spec carries (so the key holds it as data)
 
 
 class MLP(nn.Module):
@@ -64,18 +69,20 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-def check_name(name: str) -> None:
-    """Raise ValueError unless `name` is a network of STRUCTURES or CNN_CANDIDATES."""
-    if name not in STRUCTURES and name not in CNN_CANDIDATES:
-        raise ValueError(f"model={name!r} is unknown; choose one of {[*STRUCTURES, *CNN_CANDIDATES]}")
+def structures() -> dict[str, tuple[int, ...]]:
+    """STRUCTURES as this file on disk has it now."""
+    return dict(code.constant(sys.modules[__name__], "STRUCTURES"))
 
 
 def spec(name: str) -> dict[str, Any]:
-    """What network `name` is, as plain data (sent to the process that trains it and stored with the run)."""
-    check_name(name)
-    if name in CNN_CANDIDATES:
-        return {"network": "SmallCNN", "channels": list(CNN_CANDIDATES[name])}
-    return {"network": "MLP", "hidden_sizes": list(STRUCTURES[name])}
+    """What network `name` is, as plain data read from this file on disk (sent to the process that trains it
+    and part of the key of its stored result). Raises ValueError for an unknown name."""
+    mlps = structures()
+    if name == "cnn":
+        return {"network": "SmallCNN", "channels": list(code.constant(sys.modules[__name__], "CNN_CHANNELS"))}
+    if name not in mlps:
+        raise ValueError(f"model={name!r} is unknown; choose one of {[*mlps, 'cnn']} (STRUCTURES in helpers/models.py)")
+    return {"network": "MLP", "hidden_sizes": list(mlps[name])}
 
 
 def from_spec(network: dict[str, Any], seed: int = 0) -> nn.Module:
@@ -88,7 +95,7 @@ def from_spec(network: dict[str, Any], seed: int = 0) -> nn.Module:
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
-    """The network `name` (a STRUCTURES or CNN_CANDIDATES key), freshly initialised and seeded."""
+    """The network `name`, freshly initialised and seeded."""
     return from_spec(spec(name), seed)
 
 
@@ -98,21 +105,23 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def is_cnn(name: str) -> bool:
-    """True for the Q1.7 convolutional candidates."""
-    return name in CNN_CANDIDATES
+    """True for the Q1.7 convolutional network."""
+    return name == "cnn"
 
 
 def layer_sizes(name: str) -> str:
-    """'784-512-512-10' for an MLP, the channels '16-32-64' for a CNN: how tables and figures name a network."""
-    check_name(name)
-    sizes = CNN_CANDIDATES[name] if name in CNN_CANDIDATES else (INPUT_SIZE, *STRUCTURES[name], NUM_CLASSES)
+    """'784-512-512-10' for an MLP, the channels '16-32-64' for the CNN: how tables and figures name a network."""
+    network = spec(name)
+    sizes = network.get("channels") or (INPUT_SIZE, *network["hidden_sizes"], NUM_CLASSES)
     return "-".join(map(str, sizes))
 
 
-@functools.lru_cache(maxsize=None)
-def _counted(network: str, batch: int = 64) -> tuple[int, int]:
-    model = from_spec(json.loads(network))
-    images, labels = torch.rand(batch, 1, 28, 28), torch.arange(batch) % NUM_CLASSES
+def flops(model: nn.Module, batch: int = 64) -> tuple[int, int]:
+    """(multiply-adds of one forward pass of one image, FLOPs of one training step per image), counted by
+    torch.utils.flop_counter on a copy of `model` (its weights, statistics and the random state stay as they were)."""
+    model = copy.deepcopy(model).cpu()
+    images = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(batch) % NUM_CLASSES
     with FlopCounterMode(display=False) as forward:
         logits = model(images)
     with FlopCounterMode(display=False) as backward:
@@ -120,11 +129,11 @@ def _counted(network: str, batch: int = 64) -> tuple[int, int]:
     return forward.get_total_flops() // (2 * batch), (forward.get_total_flops() + backward.get_total_flops()) // batch
 
 
-def multiply_adds(name: str) -> int:
-    """Multiply-adds of one forward pass of one image, counted by torch.utils.flop_counter."""
-    return _counted(json.dumps(spec(name)))[0]
+@functools.lru_cache(maxsize=None)
+def _flops(network: str) -> tuple[int, int]:
+    return flops(from_spec(json.loads(network)))
 
 
 def training_flops(name: str) -> int:
-    """FLOPs of one training step per image (forward and backward), counted by torch.utils.flop_counter."""
-    return _counted(json.dumps(spec(name)))[1]
+    """FLOPs of one training step per image of network `name` (to train the longest runs first)."""
+    return _flops(json.dumps(spec(name)))[1]

@@ -45,14 +45,14 @@ class Splits:
 def split(data: FashionMNISTTensors, train: int, validation: int, test: int, train_eval: int,
           seed: int = SPLIT_SEED) -> Splits:
     """Hold out `validation` training images (a fixed, seeded draw), keep `train` of the rest and the first
-    `test` test images."""
+    `test` test images: copies, so the splits hold each image once and `data` can be let go."""
     if validation + train > len(data.train_labels) or test > len(data.test_labels) or train_eval > train:
         raise ValueError(f"split sizes train={train}, validation={validation}, test={test}, train_eval={train_eval} "
                          f"do not fit {len(data.train_labels)} training and {len(data.test_labels)} test images")
     order = split_order(len(data.train_labels), seed)
     held_out, kept = order[:validation], order[validation:validation + train]
     return Splits(data.train_images[kept], data.train_labels[kept], data.train_images[held_out],
-                  data.train_labels[held_out], data.test_images[:test], data.test_labels[:test], train_eval)
+                  data.train_labels[held_out], data.test_images[:test].clone(), data.test_labels[:test].clone(), train_eval)
 
 
 def split_order(n: int, seed: int = SPLIT_SEED) -> torch.Tensor:

@@ -1,21 +1,22 @@
 """Training: a ``Recipe`` says how a network is trained; ``fit()`` trains it and returns a ``History``.
 
-This module, `splits` and `gradients` define what a run means: their code (comments and docstrings aside)
-is part of every stored result's key, so editing them retrains what they change.
+What a run computes is defined by the code a worker imports (this module, `splits`, `gradients`, `models`, ...):
+that code (comments and docstrings aside) is part of every stored result's key, so editing it retrains.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Real
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
-from .device import describe, one_thread
+from .device import describe, reproducible
 from .gradients import GradientTrace, dead_units, gradient_means, map_series
-from .models import check_name
+from .models import count_parameters, flops, spec
 from .splits import Splits, minibatches, to_float
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -27,45 +28,71 @@ NUM_CLASSES = 10
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one network is trained, as plain data; validated on construction.
+    """How one network is trained, as plain data; checked on construction (one line names a wrong field).
 
-    With `target_accuracy`, training stops once train and test accuracy have both reached it, or once the
-    accuracies still short of it have not improved for `patience` epochs (test accuracy is judged on the
-    validation images), but never before `min_epochs`; `epochs` is the cap.
+    With `target_accuracy`, training stops once train and validation accuracy have both reached it, or once
+    those still short of it have brought no new best for `patience` epochs, but never before `min_epochs`;
+    `epochs` is the cap. The test set never decides anything.
     """
 
-    model: str                          # a models.build() name
+    model: str                          # "base", "deeper", "wider" (models.STRUCTURES) or "cnn"
     lr: float
     epochs: int
     optimizer: str = "sgd"
     batch_size: int = 64
-    momentum: float = 0.0
+    momentum: float = 0.0               # SGD only
     weight_decay: float = 0.0
     schedule: str = "constant"          # "onecycle": warm up to lr, then anneal to ~0 over the run
     flip: bool = False                  # mirror a random half of the training images each epoch
     seed: int = 0                       # initial weights, shuffling and flips
     target_accuracy: float | None = None
-    min_epochs: int = 1
-    patience: int = 10
+    min_epochs: int = 1                 # with target_accuracy only
+    patience: int = 10                  # with target_accuracy only
     gradient_epochs: int = 0            # Q1.6: trace the gradient means over this many first epochs
 
     def __post_init__(self) -> None:
-        check_name(self.model)
-        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"lr={self.lr!r}: the learning rate must be a finite number > 0")
-        for name, least in (("epochs", 1), ("batch_size", 1), ("min_epochs", 1), ("patience", 1),
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong with this recipe, in one line naming the field and the fix; None when nothing is."""
+        spec(self.model)  # raises for an unknown network, naming it
+        for name, least in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("min_epochs", 1), ("patience", 1),
                             ("gradient_epochs", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ValueError(f"{name}={value!r}: must be a whole number >= {least}")
+                return f"{name}={value!r}: must be a whole number >= {least}"
+        for name, low, high in (("lr", 0, math.inf), ("momentum", 0, 1), ("weight_decay", 0, math.inf)):
+            value = getattr(self, name)
+            if (not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value)
+                    or not low <= value < high or (name == "lr" and value == 0)):
+                bounds = "> 0" if name == "lr" else f">= 0 and < {high:g}" if high < math.inf else ">= 0"
+                return f"{name}={value!r}: must be a finite number {bounds}"
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is unknown; choose one of {OPTIMIZERS}")
+            return f"optimizer={self.optimizer!r} is unknown; choose one of {OPTIMIZERS}"
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} is unknown; choose one of {SCHEDULES}")
-        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            raise ValueError(f"target_accuracy={self.target_accuracy!r}: must be in (0, 1]")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ValueError(f"momentum={self.momentum!r}, weight_decay={self.weight_decay!r}: must be >= 0")
+            return f"schedule={self.schedule!r} is unknown; choose one of {SCHEDULES}"
+        if not isinstance(self.flip, bool):
+            return f"flip={self.flip!r}: must be True or False"
+        if self.momentum and self.optimizer != "sgd":
+            return f"momentum={self.momentum!r} applies to optimizer='sgd' only: drop it or use sgd"
+        if self.target_accuracy is not None:
+            if not isinstance(self.target_accuracy, Real) or not 0 < self.target_accuracy <= 1:
+                return f"target_accuracy={self.target_accuracy!r}: must be a fraction in (0, 1], e.g. 0.9"
+            if self.min_epochs > self.epochs:
+                return f"min_epochs={self.min_epochs} > epochs={self.epochs}: lower min_epochs or raise epochs"
+            if self.schedule != "constant":
+                return (f"target_accuracy={self.target_accuracy!r} stops a run early, but schedule={self.schedule!r} "
+                        f"anneals over all {self.epochs} epochs: use one or the other")
+        else:
+            for name, default in (("min_epochs", 1), ("patience", 10)):
+                if getattr(self, name) != default:
+                    return (f"{name}={getattr(self, name)!r} applies only with target_accuracy: set "
+                            f"target_accuracy or leave {name} at {default}")
+        if self.gradient_epochs > self.epochs:
+            return f"gradient_epochs={self.gradient_epochs} > epochs={self.epochs}: trace at most every epoch"
+        return None
 
 
 @dataclass
@@ -90,6 +117,8 @@ class History:
     confusion: list[list[int]] | None = None                        # final model, test set: [true][predicted]
     stop_reason: str = "epochs"                                     # epochs | target | stalled | diverged
     diverged_step: int | None = None                                # 1-based step whose loss was not finite
+    multiply_adds: int = 0                                          # of one forward pass of one image
+    flops_per_image: int = 0                                        # of one training step, per image
     started: int = 0                                                # wall-clock start and end, ms since 1970
     finished: int = 0
     peak_memory_mb: float | None = None                             # of the process that trained it
@@ -120,7 +149,9 @@ class History:
         diverged_here = self.diverged and (self.diverged_step or 0) <= steps
         whole = n >= self.epochs
         reason = "diverged" if diverged_here else self.stop_reason if whole and not self.diverged else "epochs"
-        return History(**{**vars(self), **cut, "recipe": replace(self.recipe, epochs=n, target_accuracy=None),
+        recipe = replace(self.recipe, epochs=n, target_accuracy=None, min_epochs=1, patience=10,
+                         gradient_epochs=min(n, self.recipe.gradient_epochs))
+        return History(**{**vars(self), **cut, "recipe": recipe,
                           "step_loss": self.step_loss[:steps], "gradients": _cut_trace(self.gradients, steps),
                           "confusion": self.confusion if whole else None,
                           "dead_units": self.dead_units if whole else None,
@@ -205,80 +236,75 @@ def stalled(values: list[float], patience: int) -> bool:
 
 
 def stop_reason(history: History, recipe: Recipe) -> str | None:
-    """Why a run chasing its target stops after this epoch ('target', 'stalled'), or None to go on."""
+    """After an epoch, why a run chasing its target stops: 'target' once train and validation accuracy have both
+    reached it, 'stalled' once those still short of it brought no new best for `patience` epochs; else None
+    (go on). Never before `min_epochs`. Test accuracy is not looked at: the test set only reports."""
     target = recipe.target_accuracy
     if target is None or history.epochs < recipe.min_epochs:
         return None
-    # test accuracy is judged on the validation images: the test set only reports
-    pending = [curve for reached, curve in ((max(history.train_accuracy) >= target, history.train_accuracy),
-                                            (max(history.test_accuracy) >= target, history.validation_accuracy))
-               if not reached]
-    if not pending:
+    short = [curve for curve in (history.train_accuracy, history.validation_accuracy) if max(curve) < target]
+    if not short:
         return "target"
-    return "stalled" if all(stalled(curve, recipe.patience) for curve in pending) else None
+    return "stalled" if all(stalled(curve, recipe.patience) for curve in short) else None
 
 
 def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
         on_epoch: Callable[[int], None] = lambda epoch: None) -> History:
-    """Train `model` as the recipe says; after every epoch measure train (eval mode), validation and test
-    accuracy; return the History. A non-finite loss stops the run and marks it diverged."""
-    with one_thread():
-        return _fit(model.to(device), data.to(device), recipe, describe(device), on_epoch)
+    """Train `model` as the recipe says; after every epoch measure train (eval mode, a fixed sample), validation
+    and test accuracy, then apply the stopping rule; return the History. A loss that is not finite stops the
+    run and marks it diverged."""
+    with reproducible(device):
+        model, data = model.to(device), data.to(device)
+        history = History(recipe, data.sizes, count_parameters(model), describe(device), started=_now())
+        history.multiply_adds, history.flops_per_image = flops(model)
+        optimizer = make_optimizer(model, recipe)
+        scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
+                                                         total_steps=recipe.epochs * history.steps_per_epoch)
+                     if recipe.schedule == "onecycle" else None)
+        trace = GradientTrace(model, GRADIENT_STEPS, GRADIENT_BLOCK) if recipe.gradient_epochs else None
+        generator = torch.Generator().manual_seed(recipe.seed)  # each epoch's minibatch order (and flips)
+        loss_fn = nn.CrossEntropyLoss()
+        evaluated = {"train": (data.train_images[:data.train_eval], data.train_labels[:data.train_eval]),
+                     "validation": (data.validation_images, data.validation_labels),
+                     "test": (data.test_images, data.test_labels)}
 
-
-def _fit(model: nn.Module, data: Splits, recipe: Recipe, machine: dict[str, str],
-         on_epoch: Callable[[int], None]) -> History:
-    history = History(recipe, data.sizes, sum(p.numel() for p in model.parameters() if p.requires_grad), machine,
-                      started=_now())
-    optimizer = make_optimizer(model, recipe)
-    scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
-                                                     total_steps=recipe.epochs * history.steps_per_epoch)
-                 if recipe.schedule == "onecycle" else None)
-    trace = GradientTrace(model, GRADIENT_STEPS, GRADIENT_BLOCK) if recipe.gradient_epochs else None
-    generator = torch.Generator().manual_seed(recipe.seed)
-    loss_fn = nn.CrossEntropyLoss()
-    train_sample = (data.train_images[:data.train_eval], data.train_labels[:data.train_eval])
-
-    for epoch in range(1, recipe.epochs + 1):
-        start = time.perf_counter()
-        batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, flip=recipe.flip)
-        tracing = trace if epoch <= recipe.gradient_epochs else None
-        losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, tracing).cpu()
-        if tracing is not None:
-            trace.flush()
-            if epoch == recipe.gradient_epochs:
+        for epoch in range(1, recipe.epochs + 1):
+            start = time.perf_counter()
+            batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.flip)
+            tracing = trace if epoch <= recipe.gradient_epochs else None
+            losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, tracing).cpu()
+            if tracing is not None and epoch == recipe.gradient_epochs:
                 trace.close()  # the hooks come off: the rest of the run trains untraced
-        finite = torch.isfinite(losses)
-        if not finite.all():
-            good = int(finite.long().cumprod(0).sum())
-            history.step_loss += losses[:good].tolist()
-            history.diverged_step, history.stop_reason = len(history.step_loss) + 1, "diverged"
-            break
-        history.step_loss += losses.tolist()
-        history.train_loss.append(float(losses.mean()))
-        history.seconds.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for split, (x, y) in (("train", train_sample), ("validation", (data.validation_images, data.validation_labels)),
-                              ("test", (data.test_images, data.test_labels))):
-            loss, accuracy = evaluate(model, x, y)
-            if split != "train":
-                getattr(history, f"{split}_loss").append(loss)
-            getattr(history, f"{split}_accuracy").append(accuracy)
-        history.eval_seconds.append(time.perf_counter() - start)
-        on_epoch(epoch)
-        reason = stop_reason(history, recipe)
-        if reason:
-            history.stop_reason = reason
-            break
+            elif tracing is not None:
+                trace.flush()
+            finite = torch.isfinite(losses)
+            if not finite.all():
+                history.step_loss += losses[:int(finite.long().cumprod(0).sum())].tolist()
+                history.diverged_step, history.stop_reason = len(history.step_loss) + 1, "diverged"
+                break
+            history.step_loss += losses.tolist()
+            history.train_loss.append(float(losses.mean()))
+            history.seconds.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for split, (images, labels) in evaluated.items():
+                loss, accuracy = evaluate(model, images, labels)
+                if split != "train":
+                    getattr(history, f"{split}_loss").append(loss)
+                getattr(history, f"{split}_accuracy").append(accuracy)
+            history.eval_seconds.append(time.perf_counter() - start)
+            on_epoch(epoch)
+            if reason := stop_reason(history, recipe):
+                history.stop_reason = reason
+                break
 
-    if trace is not None:
-        trace.close(keep_steps=min(len(history.step_loss), recipe.gradient_epochs * history.steps_per_epoch))
-        history.gradients = trace.to_dict()
-    if not history.diverged:
-        history.confusion = confusion_matrix(model, data.test_images, data.test_labels).tolist()
-        history.dead_units = dead_units(model, eval_batches(data.test_images))
-    history.finished = _now()
-    return history
+        if trace is not None:
+            trace.close(keep_steps=min(len(history.step_loss), recipe.gradient_epochs * history.steps_per_epoch))
+            history.gradients = trace.to_dict()
+        if not history.diverged:
+            history.confusion = confusion_matrix(model, data.test_images, data.test_labels).tolist()
+            history.dead_units = dead_units(model, eval_batches(data.test_images))
+        history.finished = _now()
+        return history
 
 
 def _now() -> int:

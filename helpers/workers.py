@@ -1,75 +1,71 @@
-"""Runs side by side in worker processes: spawned fresh (they import the code on disk and the pinned CPU
-kernels), one CPU thread each, as many as the cores and the free memory allow (on a GPU: a few at once).
+"""What runs inside a worker process (the pool is in experiments.py): train one run from plain data, say how it
+goes on a queue, and end when the process that started it ends.
 
-A worker that dies (out of memory, killed) stops the call within a second with one line naming its run;
-every run that finished before is kept. Ctrl-C stops the workers too.
+Workers are spawned fresh, so they import the code as it is on disk (and the pinned CPU kernels); the code of
+every module this one imports is part of each run's key. Each worker reads the images once and keeps only
+its splits (uint8: 55 MB for the full profile).
 """
 from __future__ import annotations
 
 import functools
 import multiprocessing
+import multiprocessing.connection
 import os
-import pickle
-import queue
 import sys
+import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from . import models
-from .config import Profile, cores, workers_requested
-from .data import load_fashion_mnist
-from .device import CUDA_ENVIRONMENT, make_deterministic
+from .data import read_fashion_mnist
 from .splits import Splits, split
-from .training import History, Recipe, fit
+from .training import Recipe, fit
 
-WORKER_MB = 1200     # peak memory of one worker (torch, one uint8 copy of the data, the largest run): README
-GPU_RUNS = 4         # runs sharing one GPU at once: a batch-64 run alone leaves it mostly idle
-
-Job = tuple[str, Recipe, dict[str, Any]]  # run name, recipe, network spec (models.spec)
+_events: Any = None  # the pool's queue of (kind, pid, run name) events, set by `start`
 
 
-class WorkerDied(RuntimeError):
-    """A worker process ended while training a run (killed, out of memory)."""
+def start(events: Any) -> None:
+    """Pool initializer: keep the event queue, compute on one thread, and exit as soon as the parent process
+    ends (killed, crashed or restarted), so that no worker outlives the notebook that started it."""
+    global _events
+    _events = events
+    torch.set_num_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    events.put(("ready", os.getpid(), None))
 
 
-def free_memory_mb() -> float:
-    """Memory available to new processes, in MB (unknown: infinite)."""
-    try:
-        import psutil
-        return psutil.virtual_memory().available / 2 ** 20
-    except ImportError:
-        return float("inf")
+def _exit_with(sentinel: Any) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
-def worker_count(device: torch.device, jobs: int) -> int:
-    """How many runs train at once: A3_WORKERS, else by cores and free memory (CUDA: up to GPU_RUNS; MPS: 1)."""
-    asked = workers_requested()
-    if asked is None:
-        free = free_memory_mb()
-        fitting = int(free // WORKER_MB) if free != float("inf") else cores()
-        limit = {"cpu": cores(), "cuda": min(cores(), GPU_RUNS)}.get(device.type, 1)
-        asked = max(1, min(limit, fitting))
-    return max(1, min(asked, jobs))
+@functools.lru_cache(maxsize=1)
+def splits(sizes: tuple[tuple[str, int], ...], root: Path) -> Splits:
+    """The train/validation/test images of these sizes, read once per process (the full set is let go)."""
+    return split(read_fashion_mnist(root), **dict(sizes))
 
 
-@functools.lru_cache(maxsize=2)
-def splits(profile: Profile) -> Splits:
-    """The profile's train/validation/test images (uint8, loaded once per process)."""
-    return split(load_fashion_mnist(profile.data_root), **profile.data_sizes)
-
-
-def train_one(recipe: Recipe, network: dict[str, Any], profile: Profile, device: torch.device,
-              on_epoch: Callable[[int], None] = lambda epoch: None) -> History:
-    """Build the network (seeded) and fit it on the profile's data."""
-    return fit(models.from_spec(network, recipe.seed), splits(profile), recipe, device, on_epoch)
+def train_one(name: str, recipe: Recipe, network: dict[str, Any], sizes: dict[str, int], root: Path,
+              device: str, on_epoch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build the network (seeded) from its spec and fit it on the profile's data; the History as a dict."""
+    pid = os.getpid()
+    tell = (lambda kind: _events.put((kind, pid, name))) if _events is not None else (lambda kind: None)
+    tell("start")
+    history = fit(models.from_spec(network, recipe.seed), splits(tuple(sorted(sizes.items())), Path(root)), recipe,
+                  torch.device(device), on_epoch or (lambda epoch: tell("epoch")))
+    history.peak_memory_mb = peak_memory_mb()
+    return history.to_dict()
 
 
 def peak_memory_mb() -> float | None:
-    """The largest resident memory this process has used so far, in MB. On Linux the high-water mark of its
-    own memory (getrusage's maximum would include the parent's memory, copied when the worker was forked)."""
+    """The largest resident memory this process has used so far, in MB: on Linux the high-water mark of its
+    own memory (VmHWM), elsewhere what the system reports."""
     try:
-        with open("/proc/self/status") as f:
+        with open("/proc/self/status", encoding="utf-8") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2 ** 10
     except (OSError, StopIteration):
         pass
@@ -84,82 +80,3 @@ def peak_memory_mb() -> float | None:
         except (ImportError, AttributeError):
             return None
 
-
-def train(jobs: list[Job], profile: Profile, device: torch.device, workers: int,
-          on_epoch: Callable[[], None], on_done: Callable[[str, History], None]) -> None:
-    """Train the jobs (longest first) in `workers` spawned processes; call on_done as each run finishes."""
-    if device.type == "cuda":
-        for name, value in CUDA_ENVIRONMENT.items():
-            os.environ.setdefault(name, value)
-    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
-    tasks, events = context.Queue(), context.Queue()
-    for job in jobs:
-        tasks.put(job)
-    processes = [context.Process(target=_work, args=(tasks, events, profile, device.type), daemon=True)
-                 for _ in range(workers)]
-    for process in processes:
-        tasks.put(None)
-        process.start()
-    running: dict[int, str] = {}
-    left = len(jobs)
-    try:
-        while left:
-            try:
-                kind, pid, name, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                _check_alive(processes, running)
-                continue
-            if kind == "start":
-                running[pid] = name
-            elif kind == "epoch":
-                on_epoch()
-            elif kind == "done":
-                running.pop(pid, None)
-                left -= 1
-                on_done(name, History.from_dict(payload))
-            else:
-                raise payload
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=5)
-
-
-def _check_alive(processes: list, running: dict[int, str]) -> None:
-    """Raise WorkerDied, in one line, if a worker ended while it trained a run (or all ended early)."""
-    for process in processes:
-        if process.exitcode is not None and process.pid in running:
-            cause = ("killed by the system, most likely out of memory (or by a signal)" if process.exitcode < 0
-                     else f"exit code {process.exitcode}")
-            raise WorkerDied(f"run {running[process.pid]}: its worker process ended ({cause}); the runs that had "
-                             f"finished are kept, run the cell again to train the rest")
-    if all(process.exitcode is not None for process in processes):
-        raise WorkerDied("every worker process ended before its runs finished; run the cell again")
-
-
-def _work(tasks, events, profile: Profile, device_type: str) -> None:
-    """A worker: train jobs from `tasks` until a None, reporting on `events`."""
-    pid, device = os.getpid(), torch.device(device_type)
-    torch.set_num_threads(1)
-    make_deterministic(device)
-    while (job := tasks.get()) is not None:
-        name, recipe, network = job
-        events.put(("start", pid, name, None))
-        try:
-            history = train_one(recipe, network, profile, device,
-                                on_epoch=lambda epoch: events.put(("epoch", pid, name, None)))
-        except BaseException as error:  # sent to the notebook, which raises it
-            events.put(("error", pid, name, _sendable(error, name)))
-            return
-        history.peak_memory_mb = peak_memory_mb()
-        events.put(("done", pid, name, history.to_dict()))
-
-
-def _sendable(error: BaseException, name: str) -> BaseException:
-    """The error itself if it can cross to the notebook's process, else a RuntimeError with its text."""
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        return RuntimeError(f"run {name}: {type(error).__name__}: {error}")

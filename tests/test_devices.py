@@ -15,7 +15,7 @@ from helpers.training import Recipe, fit, train_epoch
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none here)")
 needs_mps = pytest.mark.skipif(not device.mps_available(), reason="needs Apple's MPS (not this machine)")
-GRADED_CNN = Recipe(model="cnn_16_32_64", lr=0.01, epochs=1, optimizer="adamw", weight_decay=0.05,
+GRADED_CNN = Recipe(model="cnn", lr=0.01, epochs=1, optimizer="adamw", weight_decay=0.05,
                     schedule="onecycle", batch_size=128, flip=True)
 
 
@@ -55,6 +55,36 @@ def test_importing_helpers_chooses_the_avx2_kernels_before_torch_loads_unless_as
         kernels_of_a_fresh_process(A3_CPU_KERNELS="fast")
 
 
+@pytest.mark.skipif(not kernels.has_avx2(), reason="needs an x86-64 CPU with AVX2")
+def test_importing_torch_before_helpers_warns_that_this_process_keeps_the_cpus_own_kernels():
+    clean = {k: v for k, v in os.environ.items() if k not in kernels.PINNED and k != kernels.SWITCH}
+
+    def stderr_of(script: str) -> str:
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=clean,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+    assert "torch was imported before helpers" in stderr_of("import torch, helpers")
+    assert stderr_of("import helpers, torch") == ""
+
+
+def test_a_run_computes_deterministically_on_one_thread_and_restores_both_afterwards(monkeypatch):
+    from helpers import training
+    seen = []
+    real = training.train_epoch
+
+    def spy(*args, **kwargs):
+        seen.append((torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training, "train_epoch", spy)
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    with device.reproducible(torch.device("cuda")):  # the flags are set without a GPU as well
+        inside = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    assert inside == (1, True, True) and (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    fit(models.build("base"), synthetic_data(), Recipe(model="base", lr=0.1, epochs=1), torch.device("cpu"))
+    assert seen == [(1, False)]  # on the CPU one thread, and no flag a CPU op could trip on
+
+
 def test_a_history_records_what_computed_it(data):
     history = fit(models.build("base"), data, Recipe(model="base", lr=0.1, epochs=1), torch.device("cpu"))
     assert history.machine["device"] == "cpu" and history.machine["kernels"] == torch.backends.cpu.get_cpu_capability()
@@ -64,7 +94,7 @@ def test_a_history_records_what_computed_it(data):
 def test_cuda_two_runs_of_one_seed_are_equal(tmp_path, monkeypatch):
     monkeypatch.setenv("A3_DEVICE", "cuda")
     profile = replace(config.get_profile("quick"), results_dir=tmp_path)
-    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=1, gradient_epochs=1), "cnn": replace(GRADED_CNN, model="cnn_8_16_32")}
+    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=1, gradient_epochs=1), "cnn": replace(GRADED_CNN, model="cnn")}
     first = experiments.run(recipes, profile, log=lambda line: None)
     monkeypatch.setattr(experiments, "_written", set())  # as a new session: A3_RERUN trains them again
     again = experiments.run(recipes, profile, rerun=True, log=lambda line: None)
@@ -77,9 +107,9 @@ def test_cuda_two_runs_of_one_seed_are_equal(tmp_path, monkeypatch):
 @needs_real_data
 def test_cuda_the_graded_recipes_first_epoch_learns():
     from helpers import workers
-    data = workers.splits(config.get_profile("full"))
+    full = config.get_profile("full")
+    data = workers.splits(tuple(sorted(full.data_sizes.items())), full.data_root)
     cuda = torch.device("cuda")
-    device.make_deterministic(cuda)
     mlp = fit(models.build("base"), data, Recipe(model="base", lr=0.1, epochs=1), cuda)
     cnn = fit(models.build(GRADED_CNN.model), data, GRADED_CNN, cuda)
     assert mlp.test_accuracy[0] > 0.78 and cnn.test_accuracy[0] > 0.85

@@ -9,14 +9,13 @@ import sys
 import textwrap
 import threading
 import time
-import types
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, needs_real_data, synthetic_data
-from helpers import code, config, experiments, models, workers
+from helpers import code, config, device, experiments, models, workers
 from helpers.experiments import run, write_json
 from helpers.training import Recipe
 
@@ -26,7 +25,7 @@ TINY = Recipe(model="base", lr=0.1, epochs=1, batch_size=64)
 @pytest.fixture
 def profile(tmp_path, monkeypatch):
     """A profile writing to a temp folder, with synthetic data instead of Fashion-MNIST."""
-    monkeypatch.setattr(workers, "splits", lambda profile: synthetic_data())
+    monkeypatch.setattr(workers, "splits", lambda sizes, root: synthetic_data())
     monkeypatch.delenv("A3_RERUN", raising=False)
     monkeypatch.setattr(experiments, "_written", set())
     return replace(config.get_profile("quick"), results_dir=tmp_path / "results")
@@ -99,28 +98,75 @@ def test_a_damaged_result_is_reported_in_one_line_and_retrained(profile, monkeyp
 
 def test_an_edited_network_trains_again_and_says_so(profile, monkeypatch):
     quiet_run({"tiny": TINY}, profile)
-    monkeypatch.setitem(models.STRUCTURES, "base", (512, 128))
+    monkeypatch.setattr(models, "structures", lambda: {"base": (512, 128)})
     logs = []
     history = quiet_run({"tiny": TINY}, profile, logs)["tiny"]
-    assert logs[0] == "tiny: the network changed (669,706 -> 468,874 parameters); training it"
+    assert logs[0] == "tiny: the network changed (hidden_sizes [512, 512] -> [512, 128]); training it"
     assert history.parameters == 468_874  # the edited network is what trained
 
 
-def test_an_edited_cnn_width_trains_again(profile, monkeypatch):
-    cnn = Recipe(model="cnn_8_16_32", lr=0.01, epochs=1, optimizer="adamw")
-    quiet_run({"cnn": cnn}, profile)
-    monkeypatch.setitem(models.CNN_CANDIDATES, "cnn_8_16_32", (8, 16, 24))
-    logs = []
-    quiet_run({"cnn": cnn}, profile, logs)
-    assert "the network changed (21,634 -> 16,546 parameters)" in logs[0]
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A copy of helpers/ that code_key and the network spec read instead of the real one."""
+    copy = tmp_path / "helpers"
+    shutil.copytree(ROOT / "helpers", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(code, "PACKAGE", copy)
+    monkeypatch.setattr(workers, "__file__", str(copy / "workers.py"))
+    monkeypatch.setattr(models, "__file__", str(copy / "models.py"))
+    return copy
 
 
-def fake_module(tmp_path: Path, name: str, text: str) -> types.ModuleType:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(text))
-    module = types.ModuleType(f"helpers.{name}")
-    module.__file__ = str(path)
-    return module
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    time.sleep(0.01)  # a new modification time, as a real edit has
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+PARENT_SIDE = ("config.py", "experiments.py", "report.py", "tables.py", "summary.py", "plotting.py")
+
+
+def test_the_key_holds_the_code_of_every_file_a_worker_imports_found_from_the_imports(project):
+    assert sorted(experiments.code_key(models.spec("base"))) == sorted(
+        p.name for p in project.glob("*.py") if p.name not in PARENT_SIDE)
+    edit(project / "training.py", "from .splits import", "from .augment import flip_images\nfrom .splits import")
+    (project / "augment.py").write_text("def flip_images(x):\n    return x.flip(-1)\n", encoding="utf-8")
+    assert "augment.py" in experiments.code_key(models.spec("base"))  # a new module the training step imports
+
+
+def test_an_edit_of_one_network_retrains_only_that_networks_runs(project):
+    mlp, cnn = (experiments.code_key(models.spec(name)) for name in ("base", "cnn"))
+    edit(project / "models.py", "nn.BatchNorm2d(c3), nn.ReLU(),", "nn.BatchNorm2d(c3), nn.GELU(),")
+    assert experiments.code_key(models.spec("base")) == mlp and experiments.code_key(models.spec("cnn")) != cnn
+    edit(project / "models.py", '"wider": (1024, 1024)', '"wider": (1536, 1536)')  # a table: in the spec, not the code
+    assert experiments.code_key(models.spec("wider")) == mlp and models.spec("wider")["hidden_sizes"] == [1536, 1536]
+    edit(project / "models.py", "layers += [nn.Linear(width, size), nn.ReLU()]",
+         "layers += [nn.Linear(width, size), nn.Tanh()]")
+    assert experiments.code_key(models.spec("base")) != mlp
+
+
+def test_comments_and_docstrings_do_not_change_the_key_but_code_does(project, profile):
+    key = experiments.cache_key(TINY, profile)
+    edit(project / "training.py", "        loss.backward()\n", "        loss.backward()  # the gradients\n")
+    edit(project / "splits.py", '"""uint8 pixels', '"""The uint8 pixels')
+    assert experiments.cache_key(TINY, profile) == key
+    edit(project / "device.py", "torch.set_num_threads(1)", "torch.set_num_threads(2)")  # the thread count
+    edited = experiments.cache_key(TINY, profile)
+    assert edited != key and experiments.what_changed(key, edited) == "the code of a run changed (device.py)"
+
+
+def test_the_closure_is_what_a_worker_loads():
+    """The files code_key fingerprints are exactly the helpers modules a fresh process has loaded after it imported
+    the worker module and trained a run."""
+    script = ("import sys; sys.path.insert(0, 'tests'); import helpers.workers as w; from conftest import synthetic_data;"
+              "from helpers.training import Recipe; import torch;"
+              "w.fit(w.models.build('base'), synthetic_data(), Recipe(model='base', lr=0.1, epochs=1, gradient_epochs=1),"
+              " torch.device('cpu')); w.peak_memory_mb();"
+              "print(sorted(m.split('.')[-1] for m in sys.modules if m.startswith('helpers.')))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 -- our own printout
+    assert sorted(p.stem for p in code.closure(ROOT / "helpers" / "workers.py") if p.stem != "__init__") == loaded
 
 
 TRAINING = '''
@@ -135,27 +181,14 @@ TRAINING = '''
 '''
 
 
-def test_the_key_follows_the_code_of_a_run_but_not_its_comments_or_docstrings(profile, tmp_path, monkeypatch):
-    module = fake_module(tmp_path, "training", TRAINING)
-    monkeypatch.setattr(experiments, "RUN_CODE", (module,))
-    key = experiments.cache_key(TINY, profile)
-    time.sleep(0.01)
-    fake_module(tmp_path, "training", TRAINING.replace('"""One pass."""', '"""One pass over the data."""')
-                .replace("loss.backward()", "loss.backward()  # the gradients"))
-    assert experiments.cache_key(TINY, profile) == key
-    fake_module(tmp_path, "training", TRAINING.replace(
-        "loss.backward()\n", "loss.backward()\n            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"))
-    edited = experiments.cache_key(TINY, profile)
-    assert edited != key and experiments.what_changed(key, edited) == "the training code changed (training.py)"
-
-
 def test_code_is_shown_as_the_file_has_it_and_fingerprinted_without_comments(tmp_path):
-    module = fake_module(tmp_path, "training", TRAINING)
-    assert code.source(module, "train_epoch").startswith("def train_epoch(model, batches, loss_fn, optimizer):")
-    bare = code.source(module, "train_epoch", bare=True)
+    path = tmp_path / "training.py"
+    path.write_text(textwrap.dedent(TRAINING), encoding="utf-8")
+    assert code.source(path, "train_epoch").startswith("def train_epoch(model, batches, loss_fn, optimizer):")
+    bare = code.source(path, "train_epoch", bare=True)
     assert '"""' not in bare and bare.splitlines()[1].strip() == "for images, labels in batches:"
     with pytest.raises(ValueError, match="no top-level evaluate"):
-        code.source(module, "evaluate")
+        code.source(path, "evaluate")
 
 
 def test_interrupted_sequence_resumes_after_the_last_finished_run(profile, monkeypatch):
@@ -204,22 +237,22 @@ def test_profiles_and_switches(monkeypatch):
         config.workers_requested()
     monkeypatch.setenv("A3_DEVICE", "tpu")
     with pytest.raises(ValueError, match="A3_DEVICE='tpu'"):
-        config.device_requested()
+        device.requested()
 
 
 def test_the_pool_is_sized_by_cores_and_by_memory(monkeypatch):
     import torch
     monkeypatch.delenv("A3_WORKERS", raising=False)
-    monkeypatch.setattr(workers, "cores", lambda: 8)
-    monkeypatch.setattr(workers, "free_memory_mb", lambda: 4000)  # a laptop with 8 GB, half of it in use
-    assert workers.worker_count(torch.device("cpu"), jobs=20) == 3
-    monkeypatch.setattr(workers, "free_memory_mb", lambda: 64000)
-    assert workers.worker_count(torch.device("cpu"), jobs=20) == 8
-    assert workers.worker_count(torch.device("cpu"), jobs=2) == 2
-    assert workers.worker_count(torch.device("cuda"), jobs=20) == workers.GPU_RUNS
-    assert workers.worker_count(torch.device("mps"), jobs=20) == 1
-    monkeypatch.setattr(workers, "free_memory_mb", lambda: 500)
-    assert workers.worker_count(torch.device("cpu"), jobs=20) == 1  # never fewer than one
+    monkeypatch.setattr(experiments, "cores", lambda: 8)
+    monkeypatch.setattr(experiments, "free_memory_mb", lambda: 4000)  # a laptop with 8 GB, half of it in use
+    assert experiments.worker_count(torch.device("cpu"), jobs=20) == 3
+    monkeypatch.setattr(experiments, "free_memory_mb", lambda: 64000)
+    assert experiments.worker_count(torch.device("cpu"), jobs=20) == 8
+    assert experiments.worker_count(torch.device("cpu"), jobs=2) == 2
+    assert experiments.worker_count(torch.device("cuda"), jobs=20) == experiments.GPU_RUNS
+    assert experiments.worker_count(torch.device("mps"), jobs=20) == 1
+    monkeypatch.setattr(experiments, "free_memory_mb", lambda: 500)
+    assert experiments.worker_count(torch.device("cpu"), jobs=20) == 1  # never fewer than one
 
 
 REAL = replace(config.get_profile("quick"), train_samples=1_500, validation_samples=300, test_samples=300,
@@ -237,7 +270,7 @@ def test_side_by_side_and_in_this_process_give_the_same_histories(tmp_path, monk
     """Real data, spawned workers: two recipes trained by 2 workers equal the same two trained in this process."""
     monkeypatch.delenv("A3_RERUN", raising=False)
     recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=2, gradient_epochs=1),
-               "cnn": Recipe(model="cnn_8_16_32", lr=0.01, epochs=1, optimizer="adamw", flip=True)}
+               "cnn": Recipe(model="cnn", lr=0.01, epochs=1, optimizer="adamw", flip=True)}
     results = {}
     for count in (0, 2):
         results[count] = run(recipes, replace(REAL, results_dir=tmp_path / f"w{count}"), workers_=count,
@@ -257,6 +290,7 @@ def test_an_error_in_a_worker_reaches_the_caller_and_finished_runs_are_kept(tmp_
 
 
 @needs_real_data
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only (Windows has no such signal)")
 def test_a_killed_worker_stops_the_call_at_once_naming_its_run_and_keeps_the_finished_ones(tmp_path, monkeypatch):
     import psutil
     monkeypatch.delenv("A3_RERUN", raising=False)
@@ -278,45 +312,107 @@ def test_a_killed_worker_stops_the_call_at_once_naming_its_run_and_keeps_the_fin
                 killed["at"] = time.time()
                 os.kill(child.pid, signal.SIGKILL)
     threading.Thread(target=kill_the_long_run, daemon=True).start()
-    with pytest.raises(workers.WorkerDied) as stop:
+    with pytest.raises(experiments.WorkerDied) as stop:
         run(recipes, profile, workers_=2, log=lambda _: None)
     assert time.time() - killed["at"] < 5
     message = str(stop.value)
-    assert "run long" in message and "out of memory" in message and "\n" not in message
+    assert message.startswith("run long: its worker process ended") and "out of memory" in message
+    assert "\n" not in message
     assert [p.name.split("-")[0] for p in profile.results_dir.glob("*.json")] == ["short"]
+
+
+def copy_project(tmp_path: Path, body: str, guard: bool = True) -> Path:
+    """A copy of helpers/ beside a script go.py that trains with `body` (under the __main__ guard, or not); the
+    data is read from this project's data/ folder."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "helpers", project / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    setup = textwrap.dedent(f'''
+        from dataclasses import replace
+        from pathlib import Path
+        from helpers import config, experiments
+        from helpers.training import Recipe
+        profile = replace(config.get_profile("quick"), train_samples=1000, validation_samples=200, test_samples=200,
+                          train_eval_samples=200, results_dir=Path("results"), data_root=Path({str(ROOT / "data")!r}))
+    ''')
+    body = textwrap.dedent(body)
+    main = "if __name__ == \"__main__\":\n" + textwrap.indent(body, "    ") if guard else body
+    (project / "go.py").write_text(setup + main, encoding="utf-8")
+    return project
+
+
+def go(project: Path, *args: str, stdin: bool = False) -> subprocess.CompletedProcess:
+    script = project / "go.py"
+    return subprocess.run([sys.executable, *(["-"] if stdin else [str(script)]), *args], cwd=project, text=True,
+                          capture_output=True, timeout=300, env={**os.environ, "A3_PROGRESS": "0"},
+                          stdin=open(script, encoding="utf-8") if stdin else None)
 
 
 @needs_real_data
 def test_editing_the_training_step_on_disk_retrains_with_the_edited_code(tmp_path):
     """A copy of the project: train, add gradient clipping after loss.backward() in helpers/training.py, run
     again (it trains again, saying why, and the numbers change), then edit only a comment (it loads)."""
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "helpers", project / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "data").symlink_to(ROOT / "data")
-    script = project / "go.py"
-    script.write_text(textwrap.dedent('''
-        from dataclasses import replace
-        from helpers import config, experiments
-        from helpers.training import Recipe
-        if __name__ == "__main__":
-            profile = replace(config.get_profile("quick"), train_samples=1000, validation_samples=200, test_samples=200,
-                              train_eval_samples=200, results_dir=config.ROOT / "results", data_root=config.ROOT / "data")
-            history = experiments.run({"probe": Recipe(model="base", lr=1.0, epochs=1)}, profile, workers_=1)["probe"]
-            print("losses", history.step_loss[-3:])
-    '''))
+    project = copy_project(tmp_path, '''
+        history = experiments.run({"probe": Recipe(model="base", lr=1.0, epochs=1)}, profile, workers_=1)["probe"]
+        print("losses", history.step_loss[-3:])
+    ''')
 
-    def go() -> str:
-        done = subprocess.run([sys.executable, str(script)], cwd=project, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "A3_PROGRESS": "0"})
+    def output() -> str:
+        done = go(project)
         assert done.returncode == 0, done.stderr
         return done.stdout
-    first = go()
+    first = output()
     training = project / "helpers" / "training.py"
-    text = training.read_text()
-    training.write_text(text.replace("        loss.backward()\n", "        loss.backward()\n"
-                                     "        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)\n", 1))
-    clipped = go()
-    assert "probe: the training code changed (training.py); training it" in clipped
+    edit(training, "        loss.backward()\n", "        loss.backward()\n"
+         "        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)\n")
+    clipped = output()
+    assert "probe: the code of a run changed (training.py); training it" in clipped
     assert clipped.splitlines()[-1] != first.splitlines()[-1]  # the clipping changed the losses
-    training.write_text(training.read_text().replace("# Q1.6: the mean gradient", "# Q1.6: the mean of the gradients"))
-    assert "all 1 runs loaded" in go()
+    edit(training, "# Q1.6: the mean gradient", "# Q1.6: the mean of the gradients")
+    assert "all 1 runs loaded" in output()
+
+
+RUN_TWO = '''
+    experiments.run({"a": Recipe(model="base", lr=0.1, epochs=1), "b": Recipe(model="base", lr=0.1, epochs=1, seed=1)},
+                    profile, workers_=2)
+'''
+
+
+def last_line(done: subprocess.CompletedProcess) -> str:
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_a_script_without_the_main_guard_gets_one_line_naming_the_fix(tmp_path):
+    done = go(copy_project(tmp_path, RUN_TWO, guard=False))
+    assert done.returncode != 0
+    assert last_line(done).startswith("helpers.experiments.WorkerDied: the worker processes ended while starting")
+    assert 'if __name__ == "__main__":' in last_line(done) and "go.py" in last_line(done)
+
+
+def test_a_script_read_from_standard_input_gets_one_line_naming_the_fix(tmp_path):
+    done = go(copy_project(tmp_path, RUN_TWO), stdin=True)
+    assert done.returncode != 0 and "'<stdin>', not a file" in last_line(done) and "A3_WORKERS=0" in last_line(done)
+
+
+def test_loaded_runs_made_on_another_kind_of_machine_are_named_in_one_line(profile, monkeypatch):
+    quiet_run({"tiny": TINY}, profile)
+    logs = []
+    quiet_run({"tiny": TINY}, profile, logs)
+    assert logs == ["all 1 runs loaded from " + experiments._shown(profile.results_dir) + "/"]  # same kind: nothing
+    monkeypatch.setattr(experiments, "describe", lambda device: {"device": "cpu", "name": "Intel Xeon",
+                                                                 "kernels": "AVX512", "torch": "2.9.1"})
+    quiet_run({"tiny": TINY}, profile, logs)
+    assert logs[1].startswith("1 runs loaded, made on CPU ") and "this machine is CPU Intel Xeon (AVX512 kernels), " \
+        "torch 2.9.1" in logs[1] and "\n" not in logs[1]
+
+
+@needs_real_data
+def test_a_worker_holds_the_images_once():
+    """The full profile's splits in a fresh process: the uint8 images alive afterwards are the 70,000 of the splits
+    (55,000 + 5,000 + 10,000), not the 70,000 read from the files as well."""
+    script = ("import gc, helpers, torch; from helpers import config, workers; p = config.get_profile('full');"
+              "s = workers.splits(tuple(sorted(p.data_sizes.items())), p.data_root); gc.collect();"
+              "print(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in gc.get_objects()"
+              " if isinstance(t, torch.Tensor) and t.dtype == torch.uint8}.values()))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip().splitlines()[-1]) == 70_000 * 28 * 28

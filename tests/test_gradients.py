@@ -68,11 +68,11 @@ def test_trace_stores_the_means_it_is_given_and_each_layers_factors():
     error = seen["delta"].norm(dim=1) * 8  # the batch-mean loss: one image's error is 8 x its share
     assert probe["error"][0] == pytest.approx(float(error.mean()), rel=1e-5)
     assert probe["input"][0] == pytest.approx(float(seen["a"].norm(dim=1).mean()), rel=1e-5)
-    assert probe["product"][0] == pytest.approx(float((error * seen["a"].norm(dim=1)).mean()), rel=1e-5)
     grads = [layer.weight.grad, layer.bias.grad]
     assert probe["abs_mean"][0] == pytest.approx(sum(float(g.abs().sum()) for g in grads) / (16 * 8 + 8), rel=1e-5)
-    # one image's weight gradient is the outer product delta a^T: the batch gradient is at most their mean product
-    assert float(layer.weight.grad.norm()) <= probe["product"][0] + 1e-6
+    # one image's weight gradient is the outer product delta a^T (norm ||delta|| ||a||): the batch gradient, their
+    # mean, is at most the mean of those norms
+    assert float(layer.weight.grad.norm()) <= float((error * seen["a"].norm(dim=1)).mean()) + 1e-6
     output = series["layers"]["linear_relu_stack.4"]["error"][0]
     assert 0 < output < 2 ** 0.5  # the output layer's error is p - y: a probability vector minus a one-hot
 
@@ -82,11 +82,10 @@ def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
     # so the output layer adds (almost) nothing to the signed mean -- an observation Q1.6 discusses.
     torch.manual_seed(0)
     model = MLP((16,))
-    trace = GradientTrace(model, steps=1, block=1)
-    one_step(model, trace)
-    trace.close()
-    layers = trace.series()["layers"]
-    assert abs(layers["linear_relu_stack.2"]["signed_mean"][0]) < 1e-8 < layers["linear_relu_stack.2"]["abs_mean"][0]
+    nn.functional.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8)).backward()
+    output = model.linear_relu_stack[2]
+    assert float(output.weight.grad.sum() + output.bias.grad.sum()) == pytest.approx(0, abs=1e-7)
+    assert float(output.weight.grad.abs().sum()) > 1e-3
 
 
 def test_trace_keeps_the_first_steps_and_block_means_of_all():

@@ -1,20 +1,28 @@
 """The Jupyter habits, with a real kernel (nbclient): edit a cell and run it again in the same kernel, undo the
-edit, let two cells ask for one rate; and the whole notebook's report path with a rate that diverges."""
+edit, let two cells ask for one rate; interrupt a cell that trains, or lose the kernel while it trains; Run All,
+edit helpers/models.py on disk and run Q1.5 again without a restart; a rate that diverges through the report."""
 import json
 import re
+import shutil
+import signal
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
+import pytest
 from nbclient import NotebookClient
+from nbclient.util import run_sync
 
 from conftest import ROOT, needs_real_data
 
 NOTEBOOK = ROOT / "Assignment3_Q1.ipynb"
+needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKILL is POSIX only (not on Windows)")
 
 
-def kernel(cells: list[str], tmp_path: Path) -> tuple[NotebookClient, nbformat.NotebookNode]:
+def kernel(cells: list[str], path: Path = ROOT) -> tuple[NotebookClient, nbformat.NotebookNode]:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(ROOT)}})
+    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(path)}})
     return client, notebook
 
 
@@ -43,7 +51,7 @@ PROBE = 'runs = experiments.run({{"probe_seed0": replace(demo, lr={lr})}}, profi
 @needs_real_data
 def test_edit_a_recipe_run_the_cell_again_then_undo_the_edit(tmp_path, monkeypatch):
     monkeypatch.delenv("A3_RERUN", raising=False)
-    client, notebook = kernel([SETUP.format(results=str(tmp_path)), PROBE.format(lr=0.1)], tmp_path)
+    client, notebook = kernel([SETUP.format(results=str(tmp_path)), PROBE.format(lr=0.1)])
     with client.setup_kernel():
         run_cell(client, notebook, 0)
         first = run_cell(client, notebook, 1)
@@ -66,7 +74,7 @@ print({name: run.recipe.epochs for name, run in sweep.items()})"""
 @needs_real_data
 def test_two_cells_may_ask_for_the_same_rate_under_the_same_name(tmp_path, monkeypatch):
     monkeypatch.delenv("A3_RERUN", raising=False)
-    client, notebook = kernel([SETUP.format(results=str(tmp_path)), CHASE, SWEEP], tmp_path)
+    client, notebook = kernel([SETUP.format(results=str(tmp_path)), CHASE, SWEEP])
     with client.setup_kernel():
         run_cell(client, notebook, 0)
         chase = run_cell(client, notebook, 1)
@@ -77,14 +85,92 @@ def test_two_cells_may_ask_for_the_same_rate_under_the_same_name(tmp_path, monke
     assert len(list(tmp_path.glob("lr0.5_seed0-*.json"))) == 2
 
 
+LONG = """experiments.run({"short": demo, "long": replace(demo, epochs=500, seed=1)}, profile, workers_=2)"""
+
+
+def workers_of(pid: int) -> list[psutil.Process]:
+    """The worker processes a process started (spawned: their command line runs spawn_main)."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # ended meanwhile
+            pass
+    return found
+
+
+def wait_for(condition, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @needs_real_data
-def test_the_whole_notebook_reports_a_rate_that_diverges(tmp_path, monkeypatch):
-    """The graded notebook (quick profile) with lr 100, which diverges within a few steps on every CPU, in
-    Q1.2's list: every table, figure, the summary and the text run through and show 'diverged at step'."""
+@needs_sigkill
+def test_interrupting_a_cell_stops_its_workers_and_keeps_the_finished_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv("A3_RERUN", raising=False)
+    client, notebook = kernel([SETUP.format(results=str(tmp_path)), LONG])
+    with client.setup_kernel():
+        run_cell(client, notebook, 0)
+        pid = client.km.provisioner.process.pid
+        message = client.kc.execute(LONG)
+        assert wait_for(lambda: list(tmp_path.glob("short-*.json")), 120), "the short run never finished"
+        workers = workers_of(pid)
+        assert workers
+        psutil.Process(pid).send_signal(signal.SIGINT)  # what Jupyter's interrupt button does
+        reply = run_sync(client.kc.get_shell_msg)(timeout=60)
+        assert reply["parent_header"]["msg_id"] == message and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
+        again = run_cell(client, notebook, 0, SETUP.format(results=str(tmp_path)) + "\nprint('alive')")
+        assert "alive" in again  # the same kernel goes on
+    assert [p.name.split("-")[0] for p in tmp_path.glob("*.json")] == ["short"]
+
+
+@needs_real_data
+@needs_sigkill
+def test_when_the_kernel_dies_mid_training_its_workers_end_within_seconds(tmp_path, monkeypatch):
+    """The kernel alone is killed (as the out-of-memory killer would): its workers see it and exit."""
+    monkeypatch.delenv("A3_RERUN", raising=False)
+    client, notebook = kernel([SETUP.format(results=str(tmp_path)), LONG])
+    with client.setup_kernel():
+        run_cell(client, notebook, 0)
+        pid = client.km.provisioner.process.pid
+        client.kc.execute(LONG)
+        assert wait_for(lambda: len(workers_of(pid)) == 2, 60), "no workers started"
+        workers = workers_of(pid)
+        time.sleep(2)  # mid-training
+        psutil.Process(pid).send_signal(signal.SIGKILL)
+        gone = wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
+        survivors = [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        for worker in survivors:  # leave nothing behind, even when the test fails
+            psutil.Process(worker).kill()
+        assert gone, f"workers still alive 10 s after the kernel died: {survivors}"
+
+
+def project_copy(tmp_path: Path) -> Path:
+    """The notebook and helpers/ in a folder of their own, reading this project's data."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "helpers", project / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(NOTEBOOK, project / NOTEBOOK.name)
+    return project
+
+
+@needs_real_data
+def test_run_all_then_edit_the_networks_on_disk_and_run_q1_5_again_with_a_diverging_rate(tmp_path, monkeypatch):
+    """The graded notebook (quick profile) in a copy of the project, with lr 100 (diverges within a few steps on
+    every CPU) in Q1.2's list: every table, figure and the summary run through and show 'diverged at step'.
+    Then, in the same kernel, STRUCTURES in helpers/models.py is edited on disk (wider: 1536 units) and the cells
+    of Q1.5 run again: the code shown, the table and the runs are the new network's."""
     monkeypatch.setenv("A3_PROFILE", "quick")
     monkeypatch.delenv("A3_RERUN", raising=False)
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    edits = {"profile = config.get_profile()": f"profile = replace(config.get_profile(), results_dir=Path({str(tmp_path)!r}))",
+    project = project_copy(tmp_path)
+    notebook = nbformat.read(project / NOTEBOOK.name, as_version=4)
+    edits = {"profile = config.get_profile()": "profile = replace(config.get_profile(), data_root=Path({data!r}))"
+             .format(data=str(ROOT / "data")),
              "learning_rates = [1, 0.1, 0.01, 0.001]": "learning_rates = [100, 0.1, 0.01, 0.001]"}
     for cell in notebook.cells:
         for old, new in edits.items():
@@ -93,12 +179,34 @@ def test_the_whole_notebook_reports_a_rate_that_diverges(tmp_path, monkeypatch):
                 edits[old] = None
     assert not [old for old, new in edits.items() if new is not None], "the notebook's cells changed: update the test"
     notebook.cells[0:0] = [nbformat.v4.new_code_cell("from pathlib import Path")]
-    NotebookClient(notebook, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(ROOT)}}).execute()
-    outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
-    assert '"output_type": "error"' not in outputs
-    assert len(re.findall(r"diverged at steps? \d+", outputs)) >= 3
-    assert not re.search(r"\bnan\b|\bNone\b", " ".join(
-        "".join(o.get("data", {}).get("text/plain", "")) for c in notebook.cells for o in c.get("outputs", []))
-        .replace("NaN", "nan"), flags=re.IGNORECASE)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert "diverged" in json.dumps(summary["Q1.2"])
+    client = NotebookClient(notebook, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(project)}})
+    with client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)
+        outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+        assert '"output_type": "error"' not in outputs
+        assert len(re.findall(r"diverged at steps? \d+", outputs)) >= 3
+        shown = " ".join("".join(o.get("data", {}).get("text/plain", "")) for c in notebook.cells
+                         for o in c.get("outputs", []))
+        assert not re.search(r"\bnan\b|\bNone\b", shown.replace("NaN", "nan"), flags=re.IGNORECASE)
+        summary = json.loads((project / "results" / "quick" / "summary.json").read_text(encoding="utf-8"))
+        assert "diverged" in json.dumps(summary["Q1.2"])
+
+        models = project / "helpers" / "models.py"
+        models.write_text(models.read_text(encoding="utf-8").replace('"wider": (1024, 1024)', '"wider": (1536, 1536)'),
+                          encoding="utf-8")
+        start = next(i for i, c in enumerate(notebook.cells) if c.source.startswith("## Q1.5"))
+        stop = next(i for i, c in enumerate(notebook.cells) if c.source.startswith("## Q1.6"))
+        texts = []
+        for index in range(start, stop):
+            cell = notebook.cells[index]
+            if cell.cell_type == "code":
+                client.execute_cell(cell, index)
+                texts += ["".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", "")) +
+                          "".join(o.get("data", {}).get("text/markdown", "")) for o in cell.outputs]
+        text = "\n".join(texts)
+        wider = 784 * 1536 + 1536 + 1536 * 1536 + 1536 + 1536 * 10 + 10
+        assert '"wider": (1536, 1536)' in text                     # the code shown
+        assert f"{wider:,}" in text and "1,863,690" not in text    # the table: the new network's parameters
+        assert "wider_lr0.1_seed0: the network changed (hidden_sizes [1024, 1024] -> [1536, 1536]); training it" in text

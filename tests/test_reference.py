@@ -15,7 +15,7 @@ from helpers import kernels
 REFERENCE = Path(__file__).with_name("reference_losses.json")
 SIZES = {"train": 10_000, "validation": 1_000, "test": 1_000, "train_eval": 1_000}
 RUNS = {"base MLP, lr 0.1, seed 0": dict(model="base", lr=0.1, epochs=2),
-        "CNN 16-32-64, AdamW one-cycle, seed 1": dict(model="cnn_16_32_64", lr=0.01, epochs=1, optimizer="adamw",
+        "CNN 16-32-64, AdamW one-cycle, seed 1": dict(model="cnn", lr=0.01, epochs=1, optimizer="adamw",
                                                       weight_decay=0.05, schedule="onecycle", batch_size=128,
                                                       flip=True, seed=1)}
 

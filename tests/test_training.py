@@ -1,10 +1,13 @@
 """Recipe and fit(): validation, learning, divergence, the stopping rule, repeatability, the History."""
 import json
 import math
+import re
 from dataclasses import replace
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import CPU, synthetic_data
 from helpers import training
@@ -12,6 +15,7 @@ from helpers.models import build
 from helpers.training import History, Recipe, first_reaching, fit, stalled
 
 SMALL = Recipe(model="base", lr=0.3, epochs=3, batch_size=32)
+TINY_DATA = synthetic_data(train=32, validation=16, test=16)
 
 
 def small_fit(data, **changes) -> History:
@@ -72,13 +76,24 @@ def test_first_reaching_is_one_based_and_none_when_missed():
     assert first_reaching([0.5], None) is None
 
 
-def test_stop_once_train_and_test_reach_the_target(data):
+def test_stop_once_train_and_validation_reach_the_target(data):
     full = small_fit(data, epochs=6)
-    both = max(first_reaching(full.train_accuracy, 0.9), first_reaching(full.test_accuracy, 0.9))
+    both = max(first_reaching(full.train_accuracy, 0.9), first_reaching(full.validation_accuracy, 0.9))
     stopped = small_fit(data, epochs=6, target_accuracy=0.9)
     assert stopped.epochs == both and stopped.stop_reason == "target"
     assert small_fit(data, epochs=6, target_accuracy=0.9, min_epochs=5).epochs == max(both, 5)
     assert small_fit(data, epochs=6, target_accuracy=0.1).epochs == 1  # reached in epoch 1
+
+
+def test_the_test_set_never_decides_when_a_run_stops(data):
+    """Validation reaches the target, test never does (its labels are wrong): the run stops on reaching it."""
+    wrong = type(data)(data.train_images, data.train_labels, data.validation_images, data.validation_labels,
+                       data.test_images, (data.test_labels + 1) % 10, data.train_eval)
+    history = small_fit(wrong, epochs=6, target_accuracy=0.9)
+    assert max(history.test_accuracy) < 0.2 and history.validation_accuracy[-1] >= 0.9
+    assert history.stop_reason == "target" and history.epochs < 6
+    assert history.epochs == max(first_reaching(history.train_accuracy, 0.9),
+                                 first_reaching(history.validation_accuracy, 0.9))
 
 
 def test_stalled_means_no_new_best_for_patience_epochs():
@@ -106,11 +121,16 @@ def test_a_stuck_run_stops_after_patience_epochs_without_gain(data):
     (dict(batch_size=0), "batch_size=0"), (dict(optimizer="rmsprop"), "optimizer='rmsprop'"),
     (dict(schedule="cosine"), "schedule='cosine'"), (dict(target_accuracy=90), "target_accuracy=90"),
     (dict(model="resnet"), "model='resnet'"), (dict(gradient_epochs=-1), "gradient_epochs=-1"),
-    (dict(patience=0), "patience=0"),
+    (dict(patience=0), "patience=0"), (dict(target_accuracy=0.9, min_epochs=10), "min_epochs=10 > epochs=3"),
+    (dict(min_epochs=2), "min_epochs=2 applies only with target_accuracy"), (dict(gradient_epochs=4), "gradient_epochs=4"),
+    (dict(optimizer="adamw", momentum=0.9), "momentum=0.9 applies to optimizer='sgd' only"),
+    (dict(schedule="onecycle", target_accuracy=0.9), "target_accuracy=0.9 stops a run early"),
+    (dict(momentum=1.0), "momentum=1.0"), (dict(flip=1), "flip=1"), (dict(seed=-1), "seed=-1"),
 ])
 def test_a_bad_recipe_is_one_value_error_on_construction(bad, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")) as error:
         replace(SMALL, **bad)
+    assert "\n" not in str(error.value)
 
 
 def timeless(history: History) -> dict:
@@ -137,6 +157,36 @@ def test_a_run_uses_one_thread_whatever_the_machine_has(data, monkeypatch):
     before = torch.get_num_threads()
     small_fit(data, epochs=1)
     assert seen == [1] and torch.get_num_threads() == before
+
+
+FIELDS = {
+    "model": st.sampled_from(["base", "cnn", "wider", "resnet", ""]),
+    "lr": st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-2, 2), st.booleans()),
+    "epochs": st.one_of(st.integers(-1, 3), st.floats(0, 3), st.just("2")),
+    "optimizer": st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]),
+    "batch_size": st.integers(-1, 40), "momentum": st.one_of(st.just(0.0), st.floats(-0.5, 1.5)),
+    "weight_decay": st.one_of(st.just(0.0), st.floats(-1, 1), st.just(float("nan"))),
+    "schedule": st.sampled_from(["constant", "onecycle", "cosine"]), "flip": st.sampled_from([False, True, 1]),
+    "seed": st.integers(-1, 3), "target_accuracy": st.one_of(st.none(), st.floats(-0.5, 1.5), st.just(90)),
+    "min_epochs": st.integers(0, 4), "patience": st.integers(0, 11), "gradient_epochs": st.integers(-1, 4),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional=FIELDS))
+def test_every_recipe_either_trains_or_names_its_wrong_field_in_one_line(fields):
+    """Random combinations of the fields (valid and not): each recipe either constructs and trains (a few
+    steps on 32 images), or fails at construction with one ValueError line that names a field and its value."""
+    fields = {"model": "base", "lr": 0.1, "epochs": 1, **fields}
+    try:
+        recipe = Recipe(**fields)
+    except ValueError as error:
+        message = str(error)
+        assert "\n" not in message and re.match(rf"({'|'.join(FIELDS)})=", message), message
+        return
+    history = fit(build(recipe.model, recipe.seed), TINY_DATA, recipe, CPU)
+    assert history.epochs >= 1 or history.diverged
+    json.dumps(history.to_dict(), allow_nan=False)
 
 
 def test_first_epochs_equals_a_shorter_run(data):
@@ -175,9 +225,9 @@ def test_history_round_trips_through_json(data):
 
 
 def test_cnn_trains_with_its_own_scheme():
-    recipe = Recipe(model="cnn_8_16_32", lr=0.01, epochs=2, batch_size=64, optimizer="adamw", weight_decay=0.05,
+    recipe = Recipe(model="cnn", lr=0.01, epochs=2, batch_size=64, optimizer="adamw", weight_decay=0.05,
                     schedule="onecycle", flip=True)
-    history = fit(build("cnn_8_16_32"), synthetic_data(train=2000), recipe, CPU)
+    history = fit(build("cnn"), synthetic_data(train=2000), recipe, CPU)
     assert history.test_accuracy[-1] > 0.9 and history.train_loss[1] < history.train_loss[0]
 
 
