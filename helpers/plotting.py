@@ -1,10 +1,9 @@
-"""Figures from Histories (never trains). Drawn at most as wide as an A4 page's text (7.4 in), at 96 dpi
-shown at twice the resolution (the notebook's "retina" figures), so they print at their own size and every
-font at 8 pt or more. One colour per learning rate and per network in every figure; solid = test,
-dashed = train; bands span the seeds."""
+"""Figures from Histories (never trains). Drawn at most as wide as an A4 page's text (7.4 in) and shown at their own
+size, so every font prints at 8 pt or more. One colour per learning rate and per network in every figure;
+solid = held-out data, dashed = train. A mean over the seeds is drawn only while every seed is still running;
+after that each seed goes on as a thin line that ends in a dot. Legends list only what is drawn."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -22,33 +21,28 @@ plt.rcParams.update({"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
 RATE_COLORS = {1: "#d62728", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
                0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
-MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2"}
-CNN_COLOR, MINIBATCH = "#222222", "0.7"
+MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "cnn": "#222222"}
 
 
 def color(key: Any) -> str:
     """The colour of a learning rate (a number) or a network (a name), the same in every figure."""
-    if isinstance(key, str):
-        return CNN_COLOR if models.is_cnn(key) else MODEL_COLORS.get(key, "#7f7f7f")
-    return RATE_COLORS.get(key, "#7f7f7f")
+    return (MODEL_COLORS if isinstance(key, str) else RATE_COLORS).get(key, "#7f7f7f")
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', 'wider 784-1024-1024-10' or 'CNN 16-32-64'."""
-    if isinstance(key, str):
-        return f"CNN {models.layer_sizes(key)}" if models.is_cnn(key) else f"{key} {models.layer_sizes(key)}"
-    return f"lr {key:g}"
+    """'lr 0.1', 'wider' or 'CNN'."""
+    return ("CNN" if models.is_cnn(key) else key) if isinstance(key, str) else f"lr {key:g}"
 
 
-def _legend_below(fig: Figure, handles: list, names: list[str], columns: int, space: float) -> None:
-    """One legend for the figure, under the axes, so it never covers data."""
-    fig.legend(handles, names, loc="lower center", ncol=columns, frameon=False)
-    fig.tight_layout(rect=(0, space, 1, 1))
+def _legend_below(fig: Figure, handles: list, names: list[str], space: float) -> None:
+    """One legend for the figure, under the axes (in one row, or three columns for long names)."""
+    fig.legend(handles, names, loc="lower center", ncol=len(names) if sum(map(len, names)) < 80 else 3, frameon=False)
+    fig.tight_layout(rect=(0, space if sum(map(len, names)) < 80 else 1.7 * space, 1, 1))
 
 
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
-    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.6, 1.7))
+    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.55, 1.5))
     for ax, index in zip(np.atleast_1d(axes), indices):
         ax.imshow(images[index].squeeze(0), cmap="gray_r")
         ax.set_title(f"{CLASS_NAMES[int(labels[index])]} (label {int(labels[index])})")
@@ -64,156 +58,133 @@ def _padded(series: list[list[float | None]]) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in s] + [np.nan] * (width - len(s)) for s in series], float)
 
 
-def _band(ax: plt.Axes, x: np.ndarray, series: list[list[float | None]], color_: str, name: str,
-          style: str = "-", spread: str = "range") -> None:
-    """Mean over the runs at each x, and a band: min to max ('range') or the 95 % confidence interval ('ci')."""
-    values = _padded(series)[:, :len(x)]
-    counts = np.sum(np.isfinite(values), axis=0)
-    keep = counts > 0
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(np.where(np.isfinite(values), values, np.nan)[:, keep], axis=0)
-        if spread == "ci":
-            half = np.array([report.ci95(list(c[np.isfinite(c)])) for c in values[:, keep].T])
-            low, high = mean - half, mean + half
-        else:
-            low, high = np.nanmin(values[:, keep], axis=0), np.nanmax(values[:, keep], axis=0)
-    ax.plot(x[keep], mean, style, color=color_, lw=1.3, label=name)
-    if len(series) > 1:
-        ax.fill_between(x[keep], low, high, color=color_, alpha=0.18, lw=0)
+def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str, style: str = "-",
+          x0: float = 1, band: str = "range", dx: float = 1) -> bool:
+    """Mean over the seeds while all of them have values, with a band (min to max, the 95 % confidence interval, or
+    none); after that each seed alone, thin, ending in a dot. Returns False when nothing could be drawn."""
+    values = _padded(series)
+    if not np.isfinite(values).any():
+        return False
+    x = x0 + dx * np.arange(values.shape[1])
+    together = int(np.argmin(np.all(np.isfinite(values), axis=0))) if not np.all(np.isfinite(values)) else values.shape[1]
+    if together:
+        mean = values[:, :together].mean(axis=0)
+        ax.plot(x[:together], mean, style, color=color_, lw=1.4, label=name)
+        if len(series) > 1 and band != "none":
+            half = [report.ci95(list(c)) for c in values[:, :together].T] if band == "ci" else None
+            low, high = ((mean - half, mean + half) if half is not None
+                         else (values[:, :together].min(axis=0), values[:, :together].max(axis=0)))
+            ax.fill_between(x[:together], low, high, color=color_, alpha=0.18, lw=0)
+    for row in values:
+        kept = np.flatnonzero(np.isfinite(row))
+        if len(kept) and kept[-1] >= together:
+            start = max(together - 1, 0)
+            ax.plot(x[start:kept[-1] + 1], row[start:kept[-1] + 1], style, color=color_, lw=0.7,
+                    label=None if together else name)
+            ax.plot(x[kept[-1]], row[kept[-1]], "o", color=color_, ms=2.5)
+            name = "_" if not together else name
+    return True
 
 
 def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
-    """One panel per rate or network: minibatch loss (first seed, smoothed), train and test loss per epoch
-    for each seed (the first one bold)."""
-    fig, axes = plt.subplots(1, len(groups), figsize=(WIDTH, 1.95), squeeze=False)
-    for ax, (key, runs) in zip(axes[0], groups.items()):
-        top = 1.15 * max([v for run in runs for v in run.train_loss + run.test_loss] + [math.log(10)])
+    """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch, per rate or network;
+    (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.75))
+    top = 1.15 * max([v for runs in groups.values() for r in runs for v in r.train_loss + r.test_loss] + [0.5])
+    for key, runs in groups.items():
         first = runs[0]
-        if first.step_loss:
-            window = max(1, first.steps_per_epoch // 20)
-            smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid") \
-                if len(first.step_loss) >= window else np.asarray(first.step_loss)
-            ax.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, np.minimum(smooth, top),
-                    color=MINIBATCH, lw=0.6)
-        for i, run in enumerate(runs):
-            epochs = np.arange(1, run.epochs + 1)
-            width, alpha = (1.5, 1.0) if i == 0 else (0.8, 0.5)
-            ax.plot(epochs, run.test_loss, "-", color=color(key), lw=width, alpha=alpha)
-            ax.plot(epochs - 0.5, run.train_loss, "--", color=color(key), lw=width, alpha=alpha)
-        lost = [f"seed {run.recipe.seed} diverged at step {run.diverged_step}" for run in runs if run.diverged]
-        if lost:
-            ax.text(0.5, 0.5, "\n".join(lost), transform=ax.transAxes, ha="center", color=color(key), fontsize=8)
-        ax.set_title(label(key))
+        window = max(1, first.steps_per_epoch // 20)
+        if len(first.step_loss) >= window:
+            smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid")
+            left.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, np.minimum(smooth, top),
+                      color=color(key), lw=0.8, label=label(key))
+        seeds(right, [r.test_loss for r in runs], color(key), label(key))
+        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        for run in runs:
+            if run.diverged:
+                left.annotate(f"seed {run.recipe.seed} diverged at step {run.diverged_step}",
+                              (run.diverged_step / run.steps_per_epoch, top * 0.95), color=color(key), fontsize=8)
+    left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed)")
+    right.set_title(f"(b) per epoch, {len(next(iter(groups.values())))} seeds")
+    for ax in (left, right):
         ax.set_ylim(0, top)
-        ax.set_xlim(0, max(max(r.epochs for r in runs), 1) + 0.3)
         ax.set_xlabel("epoch")
-    axes[0][0].set_ylabel("cross-entropy loss")
-    handles = [plt.Line2D([], [], color=MINIBATCH, lw=0.8), plt.Line2D([], [], color="0.2", lw=1.5),
-               plt.Line2D([], [], color="0.2", lw=1.5, ls="--")]
-    fig.suptitle(title + (f" (bold: seed {groups[next(iter(groups))][0].recipe.seed}; thin: the other seeds)"
-                          if len(next(iter(groups.values()))) > 1 else ""), fontsize=9)
-    _legend_below(fig, handles, ["minibatch loss, first seed (smoothed)", "test loss, end of epoch",
-                                 "train loss, mean over the epoch"], 3, 0.1)
+    left.set_ylabel("cross-entropy loss")
+    handles, names = left.get_legend_handles_labels()
+    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
+    fig.suptitle(title, fontsize=9)
+    _legend_below(fig, handles, names + ["test loss (b)", "train loss (b)"], 0.1)
     return fig
 
 
-def accuracy_curves(groups: dict[float, Group], target: float) -> Figure:
-    """Q1.3: (a) train (dashed, eval mode) and test (solid) accuracy per epoch, (b) train and test loss, mean
-    over the seeds still running (band: min to max); the target line in (a)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.5))
+def epoch_curves(groups: dict[Any, Group], target: float | None = None, low: float = 0.0) -> Figure:
+    """Per epoch, mean over the seeds (band: min to max): (a) validation accuracy, (b) validation loss, solid.
+    Keyed by rate (Q1.3): train accuracy and loss dashed too, the target dotted, a rate below `low` left out and
+    named. Keyed by (network, scheme) (Q1.7): the demo scheme dashed."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.9))
+    hidden = []
     for key, runs in groups.items():
-        x = np.arange(1, max(run.epochs for run in runs) + 1)
-        for ax, (test, train) in ((left, ("test_accuracy", "train_accuracy")), (right, ("test_loss", "train_loss"))):
-            _band(ax, x, [getattr(run, test) for run in runs], color(key), label(key))
-            _band(ax, x, [getattr(run, train) for run in runs], color(key), "_", style="--")
-    left.axhline(target, color="black", lw=0.8, ls=":")
-    left.set_ylim(0.6, 1.0)
-    right.set_ylim(0, 1.0)
-    left.set_ylabel("accuracy (below 60 %: off the axis)")
-    right.set_ylabel("cross-entropy loss (lr 1: off the axis)")
-    left.set_title(f"(a) accuracy; dotted: the target {target:.0%}")
-    right.set_title("(b) loss")
+        if max((v for r in runs for v in r.train_accuracy + r.validation_accuracy), default=0) < low:
+            hidden.append(key)
+            continue
+        network, scheme = key if isinstance(key, tuple) else (key, None)
+        name = f"{'CNN' if models.is_cnn(network) else 'MLP'}, {scheme} scheme" if scheme else label(network)
+        for ax, series in ((left, "accuracy"), (right, "loss")):
+            seeds(ax, [getattr(r, f"validation_{series}") for r in runs], color(network), name if ax is left else "_",
+                  "--" if scheme == "demo" else "-")
+            if scheme is None:
+                seeds(ax, [getattr(r, f"train_{series}") for r in runs], color(network), "_", "--",
+                      x0=0.5 if series == "loss" else 1)  # the train loss is the mean over the epoch
+    if target is not None:
+        left.axhline(target, color="black", lw=0.8, ls=":")
+    left.set_ylim(bottom=low or None)
+    if not isinstance(next(iter(groups)), tuple):
+        right.set_ylim(0, 1.0)
+    left.set_title("(a) accuracy" + (f"; dotted: {100 * target:g} %" if target else "")
+                   + "".join(f"; {label(k)} below {100 * low:g} %" for k in hidden))
+    right.set_title("(b) cross-entropy loss")
     for ax in (left, right):
         ax.set_xlabel("epoch")
     handles, names = left.get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
-    _legend_below(fig, handles, names + ["test", "train"], 6, 0.1)
+    if not isinstance(next(iter(groups)), tuple):
+        handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
+        names += ["validation", "train"]
+    _legend_below(fig, handles, names, 0.12)
     return fig
 
 
-def accuracy_vs_lr(groups: dict[float, Group], required: list[float]) -> Figure:
-    """Test accuracy after the runs' epochs against the learning rate (log axis): (a) every rate, seeds as
-    dots and their mean as a line; (b) the rates where every seed learned, mean ± std."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.2), gridspec_kw={"width_ratios": [1.2, 1]})
-    rates = sorted(groups)
-    values = {lr: [report.final(run) or 0.0 for run in groups[lr]] for lr in rates}
-    learned = [lr for lr in rates if all(report.outcome(run) == "learned" for run in groups[lr])]
-    for ax, shown in ((left, rates), (right, learned)):
-        for lr in shown:
-            ax.scatter([lr] * len(values[lr]), values[lr], s=18, color=color(lr), zorder=3,
-                       marker="o" if lr in required else "D", edgecolor="black" if lr in required else "none")
-        ax.plot(shown, [np.mean(values[lr]) for lr in shown], "-", color="0.4", lw=1, zorder=2)
-        ax.set_xscale("log")
-        ax.set_xticks(shown, [f"{lr:g}" for lr in shown], rotation=90)
-        ax.minorticks_off()
-        ax.set_xlabel("learning rate (log scale)")
-    for lr in learned:
-        right.errorbar(lr, np.mean(values[lr]), yerr=np.std(values[lr], ddof=1) if len(values[lr]) > 1 else 0,
-                       color="0.3", capsize=3, lw=1, zorder=1)
-    left.set_ylabel(f"test accuracy, epoch {groups[rates[0]][0].epochs}")
-    left.set_ylim(0, 1)
-    left.set_title("(a) every rate (circles: Q1.2, diamonds: added)")
-    right.set_title("(b) rates where every seed learned")
-    fig.tight_layout()
+def gradient_means(groups: dict[float, Group], demo: float) -> Figure:
+    """Q1.6, per rate (mean over the seeds, band: 95 % confidence interval): the signed mean over the first 100
+    steps (a: the rates that learned quickly, b: the demo rate, c: the rates that did not learn, each on its own
+    axis), the mean |gradient| over those steps (d), and both over the traced epochs as 50-step means (e, f)."""
+    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 2.95))
+    (slow, own, failed), (size, signed, sizes) = grid
+    for lr, runs in groups.items():
+        traced = [r for r in runs if r.gradients]
+        panel = own if lr == demo else failed if not all(report.outcome(r) == "learned" for r in runs) else slow
+        seeds(panel, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), f"{label(lr)} ({len(traced)} seeds)",
+              band="ci")
+        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), "_", band="none")
+        longest = [r for r in traced if r.recipe.gradient_epochs == max(x.recipe.gradient_epochs for x in traced)]
+        step = longest[0].gradients["block"] / longest[0].steps_per_epoch  # a block, in epochs
+        for ax, reading in ((signed, "signed_mean"), (sizes, "abs_mean")):
+            seeds(ax, [r.gradients["blocks"][reading] for r in longest], color(lr), "_", x0=step / 2, dx=step,
+                  band="ci" if reading == "signed_mean" else "none")
+    titles = ["(a) signed mean, 100 steps", f"(b) signed mean, lr {demo:g}", "(c) signed mean, no learning",
+              "(d) mean |g|, 100 steps", "(e) signed mean, 50-step means", "(f) mean |g|, 50-step means"]
+    for ax, title in zip(grid.flat, titles):
+        ax.set_title(title)
+        ax.set_xlabel("training step" if ax in (slow, own, failed, size) else "epoch")
+    for ax in (slow, own, failed, signed):
+        ax.axhline(0, color="black", lw=0.6, zorder=1)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for ax in (size, sizes):
+        ax.set_yscale("log")
+    handles, names = [], []
+    for ax in (slow, own, failed):
+        h, n = ax.get_legend_handles_labels()
+        handles, names = handles + h, names + n
+    _legend_below(fig, handles, names, 0.08)
     return fig
 
 
-def gradient_means(groups: dict[float, Group]) -> Figure:
-    """Q1.6's two readings per rate, mean over the seeds with a 95 % confidence band: the signed mean (rates
-    that learned; those that did not on their own axis) and the mean |gradient| (log axis); over the first
-    100 steps (top) and over the traced epochs as 50-step means (bottom)."""
-    fig, axes = plt.subplots(2, 3, figsize=(WIDTH, 4.0), gridspec_kw={"width_ratios": [1.25, 0.85, 1.1]})
-    longest = {lr: [r for r in runs if r.gradients and r.recipe.gradient_epochs == max(
-        x.recipe.gradient_epochs for x in runs if x.gradients)] for lr, runs in groups.items()}
-    learned = {lr for lr, runs in longest.items() if all(report.outcome(run) == "learned" for run in runs)}
-    for row, horizon in zip(axes, ("steps", "blocks")):
-        for lr, runs in groups.items():
-            traced = [run for run in runs if run.gradients] if horizon == "steps" else longest[lr]
-            x = (np.arange(1, max(len(r.gradients["steps"]["signed_mean"]) for r in traced) + 1)
-                 if horizon == "steps" else np.array(report.block_epochs(max(traced, key=lambda r: r.epochs))))
-            for ax, reading in ((row[0] if lr in learned else row[1], "signed_mean"), (row[2], "abs_mean")):
-                _band(ax, x, [run.gradients[horizon][reading] for run in traced], color(lr),
-                      f"{label(lr)} ({len(traced)} seeds)" if horizon == "steps" else "_", spread="ci")
-        for ax, title in zip(row, ("(a) signed mean", "(b) signed mean", "(c) mean |gradient|") if horizon == "steps"
-                             else ("(d) signed mean", "(e) signed mean", "(f) mean |gradient|")):
-            ax.set_title(title)
-            ax.set_xlabel("training step" if horizon == "steps" else "epoch (50-step means)")
-        for ax in row[:2]:
-            ax.axhline(0, color="black", lw=0.7)
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        row[2].set_yscale("log")
-    legend = {n: h for ax in axes[0] for h, n in zip(*ax.get_legend_handles_labels())}  # each rate once
-    handles, names = list(legend.values()), list(legend)
-    fig.suptitle("Q1.6: first 100 steps (top), every epoch (bottom); (a, d) the rates that learned, (b, e) the others\n"
-                 "line: mean over the seeds; band: its 95 % confidence interval", fontsize=8.5)
-    _legend_below(fig, handles, names, 4, 0.07)
-    return fig
-
-
-def ablation_curves(groups: dict[tuple[str, str], Group]) -> Figure:
-    """Q1.7: test accuracy and test loss per epoch for each network × scheme (mean over seeds, band min to max)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
-    for (network, scheme), runs in groups.items():
-        x = np.arange(1, max(run.epochs for run in runs) + 1)
-        name = f"{'CNN' if models.is_cnn(network) else 'base MLP'}, {'CNN' if scheme == 'cnn' else 'demo'} scheme"
-        for ax, series in ((left, "test_accuracy"), (right, "test_loss")):
-            _band(ax, x, [getattr(run, series) for run in runs], color(network), name,
-                  "-" if scheme == "cnn" else "--")
-    left.set_ylabel("test accuracy")
-    right.set_ylabel("test loss")
-    left.set_title("(a) test accuracy")
-    right.set_title("(b) test loss")
-    for ax in (left, right):
-        ax.set_xlabel("epoch")
-    _legend_below(fig, *left.get_legend_handles_labels(), 2, 0.16)
-    return fig

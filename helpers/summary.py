@@ -1,72 +1,70 @@
-"""results/summary.json: every table the notebook shows, per question, and how the runs were made.
-
-The written answers quote numbers from these tables (the tests check each one against this file). When a
-re-run gives other numbers than the ones the answers were written from (another machine, an edited recipe),
-`save` says in one line which questions changed.
-"""
+"""results/summary.json: the numbers of every table the notebook shows, per question, and how the runs were made.
+The tests check the answers' claims against it; `save` says in one line when a re-run gives other numbers than
+the ones the answers were written from (another machine, an edited recipe)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from . import models
 from .config import Profile
 from .experiments import write_json
+from .tables import view
 from .training import History
 
-TIMING = ("s/epoch",)  # columns that differ on every run of the same recipe: not compared
+TIMING = ("s_per_epoch",)  # columns that differ on every run of the same recipe: not compared
 _answered: dict[Path, dict | None] = {}  # the summary the answers were written from, per file, read once
-_shown: dict[str, dict[str, list]] = {}  # question -> table name -> rows, as show_table displayed them
+_shown: dict[str, dict[str, list]] = {}  # question -> table name -> rows of numbers, as show() displayed them
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """A table as a list of rows (its index as the first columns; two-level headers joined by ': '), as shown."""
-    flat = table.reset_index()
-    flat.columns = [": ".join(part for part in column if part) if isinstance(column, tuple) else column
-                    for column in flat.columns]
-    return json.loads(flat.to_json(orient="records", force_ascii=False))
+    """A table's rows as plain numbers (its index first; a missing value as None)."""
+    def plain(value: Any) -> Any:
+        value = value.item() if hasattr(value, "item") else value  # numpy scalars
+        return [plain(v) for v in value] if isinstance(value, list) else \
+            None if isinstance(value, float) and math.isnan(value) else value
+    return [{k: plain(v) for k, v in row.items()} for row in table.reset_index().to_dict(orient="records")]
 
 
-def show_table(question: str, make: Callable[..., pd.DataFrame], *args: Any) -> None:
-    """Display the table `make(*args)` in the notebook and keep it, under its question and the function's name,
-    for summary.json: the table saved is the table shown."""
+def show(question: str, name: str, table: pd.DataFrame) -> None:
+    """Display `table` as `tables.view` formats it and keep its numbers for summary.json, under its question."""
     from IPython.display import display
-    table = make(*args)
-    display(table)
-    _shown.setdefault(question, {})[make.__name__] = records(table)
+    display(view(table))
+    _shown.setdefault(question, {})[name] = records(table)
 
 
-def build(profile: Profile, *experiments: dict | list) -> dict[str, Any]:
-    """Every table the notebook showed, by question, and how the runs of `experiments` (dicts or lists of
-    Histories or of groups of them) were made."""
+def build(profile: Profile, *experiments: Any) -> dict[str, Any]:
+    """Every table the notebook showed, by question, and how the runs in `experiments` (Histories, or dicts, lists
+    and searches of them) were made."""
     runs: dict[tuple[int, int], History] = {}
+
     def collect(value: Any) -> None:
-        for item in value.values() if isinstance(value, dict) else value:
-            if isinstance(item, History):  # a run cut to its first epochs counts once, whole
-                whole = runs.get((item.started, item.finished))
-                runs[(item.started, item.finished)] = item if whole is None or item.epochs > whole.epochs else whole
-            else:
+        if isinstance(value, History):  # a run cut to its first epochs counts once, whole
+            known = runs.get((value.started, value.finished))
+            runs[(value.started, value.finished)] = value if known is None or value.epochs > known.epochs else known
+        elif isinstance(value, (dict, list, tuple)) or hasattr(value, "runs"):
+            for item in (value.values() if isinstance(value, dict) else [value.runs] if hasattr(value, "runs")
+                         else value):
                 collect(item)
     collect(experiments)
     return {"profile": profile.name, "data_sizes": profile.data_sizes, "seeds": list(profile.seeds),
-            "runs": runs_made(list(runs.values())), **{q: dict(tables_) for q, tables_ in sorted(_shown.items())}}
+            "runs": runs_made(list(runs.values())), **dict(sorted(_shown.items()))}
 
 
 def runs_made(runs: list[History]) -> dict[str, Any]:
     """How the runs were made: machines, time, and the compute floor (FLOPs counted, at the measured rate)."""
-    flops = sum(run.steps_per_epoch * run.recipe.batch_size * run.epochs * models.training_flops(run.recipe.model)
-                + sum(run.data_sizes[s] for s in ("train_eval", "validation", "test")) * run.epochs
-                * 2 * models.multiply_adds(run.recipe.model) for run in runs)
+    flops = sum(run.epochs * (run.steps_per_epoch * run.recipe.batch_size * run.flops_per_image + 2 * run.multiply_adds
+                              * sum(run.data_sizes[s] for s in ("train_eval", "validation", "test"))) for run in runs)
     wall = (max(run.finished for run in runs) - min(run.started for run in runs)) / 1000
     rate = max((run.machine.get("matmul_gflops") or 0 for run in runs), default=0)
-    machines = sorted({f"{r.machine['device'].upper()} {r.machine['name']} ({r.machine['kernels']} kernels), "
-                       f"torch {r.machine['torch']}" for r in runs})
     peaks = [run.peak_memory_mb for run in runs if run.peak_memory_mb]
-    return {"count": len(runs), "epochs": sum(run.epochs for run in runs), "machines": machines,
+    return {"count": len(runs), "epochs": sum(run.epochs for run in runs), "machines": sorted(
+                {f"{r.machine['device'].upper()} {r.machine['name']} ({r.machine['kernels']} kernels), torch "
+                 f"{r.machine['torch']}" for r in runs}),
             "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
             "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
             "tflop": flops / 1e12, "matmul_gflops": rate or None,
@@ -75,31 +73,32 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
 
 
 def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """The questions whose tables differ (timing columns aside) between two summaries."""
+    """The questions whose numbers differ (timing columns aside) between two summaries."""
     def bare(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: bare(v) for k, v in value.items() if k not in TIMING}
-        return [bare(v) for v in value] if isinstance(value, list) else value
-    if answered is None:
-        return []
-    return [q for q in now if q.startswith("Q") and bare(answered.get(q)) != bare(now[q])]
+        return [bare(v) for v in value] if isinstance(value, list) else \
+            round(value, 12) if isinstance(value, float) else value
+    return [q for q in now if q.startswith("Q") and bare(answered.get(q)) != bare(now[q])] if answered else []
 
 
 def answered_summary(path: Path) -> dict[str, Any] | None:
-    """The summary the answers were written from: the committed one (git), else the file as first found."""
+    """The summary the answers were written from: the committed one (git), else the file as first found here."""
     if path not in _answered:
-        try:
-            shown = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
-                                   text=True, timeout=20)
-            _answered[path] = json.loads(shown.stdout) if shown.returncode == 0 else json.loads(path.read_text())
-        except (OSError, ValueError, subprocess.SubprocessError):
-            _answered[path] = None
+        for read in (lambda: subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, check=True,
+                                            capture_output=True, text=True, encoding="utf-8", timeout=20).stdout,
+                     lambda: path.read_text(encoding="utf-8")):
+            try:
+                _answered[path] = json.loads(read())
+                break
+            except (OSError, ValueError, subprocess.SubprocessError):  # no git, not committed, no file
+                _answered[path] = None
     return _answered[path]
 
 
 def save(results: dict[str, Any], profile: Profile) -> None:
-    """Write results/summary.json; say which questions' numbers differ from the ones the answers quote, and
-    what trained the runs."""
+    """Write results/summary.json; say what trained the runs, and which questions' numbers differ from the ones
+    the answers quote."""
     path = profile.results_dir / "summary.json"
     answered = answered_summary(path)
     differ = changed(answered, results)

@@ -1,4 +1,7 @@
-"""Tables (pandas DataFrames): what was trained, and what came out. Numbers come from `report`."""
+"""Tables as DataFrames of numbers (fractions, counts, p-values; a list holds one value per seed) with snake_case
+columns, and `view`, the one formatter that turns them into what the notebook shows: `x_std` and `x_ci` are shown
+with `x` as "x ± …", `x_note` instead of a missing `x` (why it is missing) or after it; accuracies and their
+differences are fractions, shown in percent and points."""
 from __future__ import annotations
 
 import math
@@ -6,234 +9,197 @@ from typing import Any
 
 import pandas as pd
 
-from . import models, report
-from .data import CLASS_NAMES
-from .report import Group, compare, median_range, spread
-from .training import History
+from . import report
+from .report import Group, compare, mean, std, values
 
-NBSP, MINUS = "\u00a0", "\u2212"
-pd.set_option("display.max_colwidth", None)
-
-
-def pct(value: float | None, digits: int = 2) -> str:
-    """0.8976 -> '89.76 %' (no-break space); None -> '—'."""
-    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}{NBSP}%"
-
-
-def sci(value: float | None, digits: int = 1) -> str:
-    """1.7e-05 -> '1.7e−05' (a minus sign: no line break inside); None -> '—'."""
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}e}".replace("-", MINUS)
+HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
+           "validation": "Validation (%)", "train": "Train acc. (%)", "diff": "Δ (points, 95 % CI)", "p": "p",
+           "runs": "Runs", "classes": "Classes predicted", "dead_1": "Dead units, layer 1", "dead_2": "Dead units, layer 2",
+           "train_epoch": "Train ≥ 90 % at", "best_validation": "Best validation (%)", "epochs_run": "Epochs run",
+           "stopped": "Stopped by", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
+           "seeds": "Seeds", "network": "Network", "change": "Change (the rest fixed)", "layer": "Layer",
+           "search": "Search", "error": "‖δ‖", "input": "‖a‖", "abs_mean": "mean |g|", "first": "epoch 1",
+           "last": "epoch 10"}
+PERCENT = ("accuracy", "validation", "train", "diff", "best_validation")
+STOPS = {"target": "target", "stalled": "no gain", "epochs": "the cap", "diverged": "diverging"}
 
 
-def _frame(rows: list[dict[str, Any]], index: str) -> pd.DataFrame:
-    """Rows as a DataFrame indexed by `index`, its name moved into the header row (one header row in print)."""
+def _frame(rows: list[dict[str, Any]], index: str | list[str], **headers: str) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index(index)
-    return table.rename_axis(index=None, columns=index)
+    table.attrs["headers"] = headers
+    return table
 
 
-def learning_rates(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.2, Q1.4: Lr | Accuracy (mean ± std) | per seed | validation | how the runs ended | the difference to
-    the most accurate rate, with Welch's p."""
-    best = max(groups, key=lambda lr: -1 if spread(groups[lr]).mean is None else spread(groups[lr]).mean)
-    rows = []
-    for lr, runs in groups.items():
-        difference = compare(spread(runs), spread(groups[best]), f"lr {lr:g}", f"lr {best:g}")
-        rows.append({"Lr": f"{lr:g}", "Accuracy": spread(runs).text(),
-                     "Per seed": ", ".join(pct(report.final(run), 1) for run in runs),
-                     "Validation": spread(runs, "validation_accuracy").text(), "Runs": report.outcomes(runs),
-                     f"vs lr {best:g}": "—" if lr == best else difference.text()
-                     + ("" if difference.real else " (within the spread)")})
-    return _frame(rows, "Lr")
+def _summary(runs: Group, series: str = "test_accuracy", prefix: str = "accuracy") -> dict[str, Any]:
+    """Mean and std over the seeds; where a seed has no value (it diverged), how the runs ended."""
+    xs = values(runs, series)
+    return {prefix: mean(xs), f"{prefix}_std": std(xs),
+            **({f"{prefix}_note": report.outcomes(runs)} if None in xs else {})}
+
+
+def _difference(a: Group, b: Group) -> dict[str, Any]:
+    d = compare(values(a), values(b))
+    return {"diff": d.difference, "diff_ci": d.ci, "p": d.p}
+
+
+def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
+    """Q1.2, the assignment's table: Lr | Accuracy, the test accuracy after the runs' epochs."""
+    return _frame([{"lr": lr, **_summary(runs)} for lr, runs in groups.items()], "lr")
+
+
+def learning_rates(groups: dict[float, Group], reference: float) -> pd.DataFrame:
+    """Per rate: test and validation accuracy, the difference to the `reference` rate, how the runs ended."""
+    return _frame([{"lr": lr, **_summary(runs), **_summary(runs, "validation_accuracy", "validation"),
+                    **(_difference(runs, groups[reference]) if lr != reference else {}), "runs": report.outcomes(runs)}
+                   for lr, runs in groups.items()], "lr", diff=f"vs lr {reference:g} (points, 95 % CI)")
 
 
 def final_models(groups: dict[float, Group]) -> pd.DataFrame:
-    """Per rate and seed, the model as each run ended: epochs, test accuracy, classes it predicts, and hidden
-    units that never fire on the test set."""
-    units = next((run.dead_units for runs in groups.values() for run in runs if run.dead_units), {})
+    """Per rate, the model each seed ended with: epochs run, how the runs ended, the classes it predicts on the
+    test set, and the hidden units that never fire on a test image (per layer)."""
     rows = []
     for lr, runs in groups.items():
-        def each(value) -> str:
-            return ", ".join(value(run) if run.dead_units else "—" for run in runs)  # "—": diverged
-        row = {"Lr": f"{lr:g}", "Epochs": ", ".join(str(run.epochs) for run in runs),
-               "Test accuracy": each(lambda run: pct(report.final(run), 1)),
-               "Classes predicted": each(lambda run: str(report.distinct_predictions(run)))}
-        for i, layer in enumerate(units, start=1):
-            row[f"Dead units, layer {i} (of {units[layer][1]})"] = each(lambda run: str(run.dead_units[layer][0]))
-        rows.append(row)
-    return _frame(rows, "Lr")
-
-
-STOPS = {"target": "both reached", "stalled": "no gain", "epochs": "the cap", "diverged": "diverging"}
+        layers = next((list(r.dead_units) for r in runs if r.dead_units), [])
+        rows.append({"lr": lr, "epochs_run": [r.epochs for r in runs], "runs": report.outcomes(runs),
+                     "classes": [report.distinct_predictions(r) for r in runs],
+                     **{f"dead_{i}": [r.dead_units[layer][0] if r.dead_units else None for r in runs]
+                        for i, layer in enumerate(layers, start=1)}})
+    return _frame(rows, "lr")
 
 
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
-    """Q1.3 over the seeds: the epoch each accuracy first reached the target (median, range) and the accuracy
-    then; the best test accuracy and its epoch; how long the runs went and why they stopped."""
-    label = pct(target, 0)
+    """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch: the first epoch whose validation accuracy
+    reached `target` (median over the seeds that did); Accuracy: the mean test accuracy at that epoch."""
     rows = []
     for lr, runs in groups.items():
-        row: dict[str, Any] = {"Lr": f"{lr:g}"}
-        for name in ("train", "test"):
-            epochs = report.epochs_reaching(runs, target, f"{name}_accuracy")
-            then = [getattr(run, f"{name}_accuracy")[e - 1] for run, e in zip(runs, epochs) if e]
-            row[f"Epoch {name} ≥ {label}"] = median_range(epochs)
-            row[f"{name.capitalize()} acc. then"] = pct(sum(then) / len(then)) if then else "—"
-        best = [(max(run.test_accuracy), run.test_accuracy.index(max(run.test_accuracy)) + 1)
-                for run in runs if run.test_accuracy]
-        row["Best test acc. (epoch)"] = ", ".join(f"{100 * a:.1f} ({e})" for a, e in best) or "—"
-        row["Epochs run"] = ", ".join(str(run.epochs) for run in runs)
-        row["Stopped by"] = ", ".join(dict.fromkeys(STOPS[run.stop_reason] for run in runs))
-        rows.append(row)
-    return _frame(rows, "Lr")
+        hits = [(run, e) for run, e in zip(runs, report.epochs_reaching(runs, target, "validation_accuracy")) if e]
+        rows.append({"lr": lr, "accuracy": mean([run.test_accuracy[e - 1] for run, e in hits]),
+                     "accuracy_note": "" if hits else "—",
+                     "epoch": float(pd.Series([e for _, e in hits]).median()) if hits else None,
+                     "epoch_note": "not reached" if not hits else
+                     f"{len(hits)} of {len(runs)} seeds" if len(hits) < len(runs) else ""})
+    return _frame(rows, "lr")
 
 
-def structure_search(search: dict[str, History], grid: list[float], chosen: dict[str, float]) -> pd.DataFrame:
-    """Q1.5: validation accuracy of each structure at each rate of the coarse sweep (seed 0); ✓ = chosen."""
-    rows = []
-    for name, lr in chosen.items():
-        row = {"Structure": f"{name} ({models.layer_sizes(name)})"}
-        for rate in grid:
-            row[f"lr {rate:g}"] = pct(report.final(search[f"{name}_lr{rate:g}"], "validation_accuracy")) \
-                + (" ✓" if rate == lr else "")
-        rows.append(row)
-    return _frame(rows, "Structure")
+def stopping(groups: dict[float, Group], target: float) -> pd.DataFrame:
+    """Q1.3 per seed: when train accuracy reached the target, the best validation accuracy, the epochs run, why."""
+    return _frame([{"lr": lr, "train_epoch": report.epochs_reaching(runs, target, "train_accuracy"),
+                    "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
+                    "epochs_run": [r.epochs for r in runs], "stopped": ", ".join(STOPS[r.stop_reason] for r in runs)}
+                   for lr, runs in groups.items()], "lr")
 
 
 def structures(groups: dict[str, Group]) -> pd.DataFrame:
-    """Q1.5: Structures | Lr | Accuracy | difference to the base (Welch) | train accuracy | Parameters |
-    multiply-adds | s/epoch."""
-    base = spread(groups["base"])
-    rows = []
-    for name, runs in groups.items():
-        difference = compare(spread(runs), base, name, "base")
-        rows.append({"Structures": f"{name} ({models.layer_sizes(name)})", "Lr": f"{runs[0].recipe.lr:g}",
-                     "Accuracy": spread(runs).text(), "vs base": "—" if name == "base" else difference.text(),
-                     "Train acc.": spread(runs, "train_accuracy").text(),
-                     "Parameters": f"{runs[0].parameters:,}",
-                     "Multiply-adds / image": f"{models.multiply_adds(name):,}",
-                     "s/epoch": f"{report.seconds_per_epoch(runs):.1f}"})
-    return _frame(rows, "Structures")
+    """Q1.5, the assignment's table: Structures | Accuracy | Parameters."""
+    return _frame([{"structure": name, **_summary(runs), "params": runs[0].parameters}
+                   for name, runs in groups.items()], "structure")
 
 
-def gradient_readings(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6: both readings of the mean gradient, mean over the seeds: steps 1–10 and 91–100 with Welch's p of the
-    change, and the first and last traced epoch (seeds traced that long)."""
+def structure_costs(groups: dict[str, Group], base: str = "base") -> pd.DataFrame:
+    """Q1.5 per structure: its rate, train accuracy, multiply-adds per image, seconds per epoch (one thread each),
+    and the difference to the base network."""
+    return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(runs, "train_accuracy", "train"),
+                    "multiply_adds": runs[0].multiply_adds, "s_per_epoch": report.seconds_per_epoch(runs),
+                    **(_difference(runs, groups[base]) if name != base else {})} for name, runs in groups.items()],
+                  "structure", diff=f"vs {base} (points, 95 % CI)")
+
+
+def search(searches: dict[str, Any]) -> pd.DataFrame:
+    """Learning-rate searches (experiments.Search), a row per rate tried: validation accuracy, seeds, the choice."""
+    return _frame([{"search": name, "lr": lr, **_summary(runs, "validation_accuracy", "validation"),
+                    "validation_note": "chosen" if lr == found.chosen else "", "seeds": len(runs)}
+                   for name, found in searches.items() for lr, runs in found.runs.items()], ["search", "lr"])
+
+
+def gradient_changes(groups: dict[float, Group], windows: str) -> pd.DataFrame:
+    """Q1.6 per rate, both readings (signed mean, mean |g|), mean over the seeds: at the start and the change to
+    the end, paired by seed: steps 1–10 -> 91–100 (windows='steps') or epoch 1 -> the last traced ('epochs')."""
     rows = []
     for lr, runs in groups.items():
-        traced = [run for run in runs if run.gradients]
-        longest = [run for run in traced if run.recipe.gradient_epochs == max(r.recipe.gradient_epochs for r in traced)]
-        row: dict[Any, Any] = {("", "Lr"): f"{lr:g}", ("", "Seeds: steps / epochs"): f"{len(traced)} / {len(longest)}"}
-        for reading, name in (("signed_mean", "signed mean"), ("abs_mean", "mean |gradient|")):
-            early, late = (report.Spread([report.window_mean(r.gradients["steps"][reading], a, b) for r in traced],
-                                         [], []) for a, b in ((0, 10), (90, 100)))
-            row[(name, "steps 1–10")], row[(name, "91–100")] = sci(early.mean), sci(late.mean)
-            row[(name, "p, steps")] = report.p_text(compare(late, early, "", "").p) if late.finite and early.finite else "—"
-            first, last = (report.Spread([epoch_means(r, reading)[i] for r in longest], [], []) for i in (0, -1))
-            row[(name, "epoch 1")] = sci(_mean_of([epoch_means(r, reading)[0] for r in traced]))
-            row[(name, "last epoch")] = sci(last.mean)
-            row[(name, "p, epochs")] = report.p_text(compare(last, first, "", "").p) if len(first.finite) > 1 else "—"
+        traced = [r for r in runs if r.gradients and (windows == "steps" or r.recipe.gradient_epochs > 1)]
+        row: dict[str, Any] = {"lr": lr, "seeds": len(traced)}
+        for reading, short in (("signed_mean", "signed"), ("abs_mean", "abs")):
+            early, late = ([mean(r.gradients["steps"][reading][a:b]) for r in traced] for a, b in ((0, 10), (90, 100))) \
+                if windows == "steps" else ([report.epoch_means(r, reading)[i] for r in traced] for i in (0, -1))
+            change = report.paired(late, early)
+            row |= {f"{short}_early": mean(early), f"{short}_change": change.difference,
+                    f"{short}_change_ci": change.ci, f"{short}_p": change.p}
         rows.append(row)
-    table = pd.DataFrame(rows).set_index(("", "Lr"))
-    table.columns = pd.MultiIndex.from_tuples(table.columns)
-    return table.rename_axis(index="Lr")
-
-
-def epoch_means(run: History, key: str, layer: str | None = None) -> list[float | None]:
-    """Per traced epoch, the mean of a gradient series over the blocks whose middle falls in that epoch."""
-    blocks = run.gradients["blocks"]
-    values = blocks["layers"][layer][key] if layer else blocks[key]
-    epoch = [int(x) for x in report.block_epochs(run)]
-    return [report.window_mean([v for v, e in zip(values, epoch) if e == k], 0, None) for k in sorted(set(epoch))] or [None]
-
-
-def _mean_of(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
+    when = ("1–10", "Δ to 91–100") if windows == "steps" else ("epoch 1", "Δ to 10")
+    return _frame(rows, "lr", **{f"{short}_{k}": f"{name} {w}" for short, name in (("signed", "signed"), ("abs", "|g|"))
+                                 for k, w in (("early", when[0]), ("change", when[1]), ("p", "p"))})
 
 
 def gradient_layers(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6: per linear layer and rate, from the first to the last traced epoch (mean over seeds): the error
-    reaching the layer ||δ||, the layer's input ||a||, and the layer's mean |gradient|, each as first → last."""
+    """Q1.6 per rate and linear layer, first and last traced epoch (mean over the seeds): the error reaching the
+    layer ‖δ‖, its input ‖a‖ and its mean |gradient|."""
     rows = []
     for lr, runs in groups.items():
-        traced = [run for run in runs if run.gradients and not run.diverged]
-        if not traced:
+        traced = [r for r in runs if r.gradients and not r.diverged and r.recipe.gradient_epochs > 1]
+        for i, layer in enumerate(traced[0].gradients["blocks"]["layers"] if traced else [], start=1):
+            series = {key: [report.epoch_means(r, key, layer) for r in traced] for key in ("error", "input", "abs_mean")}
+            rows.append({"lr": lr, "layer": i, **{f"{key}_{when}": mean([s[at] for s in found])
+                                                  for key, found in series.items()
+                                                  for when, at in (("first", 0), ("last", -1))}})
+    return _frame(rows, ["lr", "layer"])
+
+
+def networks(groups: dict[str, Group], target: float) -> pd.DataFrame:
+    """Q1.7, each network as trained: rate, test accuracy, parameters, multiply-adds, the first epoch validation
+    accuracy reached `target` (per seed), seconds per epoch."""
+    return _frame([{"network": name, "lr": runs[0].recipe.lr, **_summary(runs), "params": runs[0].parameters,
+                    "multiply_adds": runs[0].multiply_adds,
+                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
+                    "s_per_epoch": report.seconds_per_epoch(runs)} for name, runs in groups.items()], "network",
+                  epoch=f"Epoch validation ≥ {100 * target:g} %")
+
+
+def effects(groups: dict[tuple[str, str], Group], changes: dict[str, tuple[tuple, tuple]]) -> pd.DataFrame:
+    """Q1.7: what one change does with the rest fixed: {name: (cell changed, cell it is compared with)}."""
+    return _frame([{"change": name, **_difference(groups[a], groups[b])} for name, (a, b) in changes.items()], "change")
+
+
+def number(column: str, value: Any) -> str:
+    """One value as shown: accuracies in percent (differences in signed points), p-values, counts with thousands
+    separators, gradients in scientific notation, a list per seed joined by commas, a missing value as '—'."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(number(column, v) for v in value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, str):
+        return value
+    base = column.removesuffix("_ci").removesuffix("_std")
+    if column == "p" or column.endswith("_p"):
+        return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
+    if base in PERCENT:
+        text = f"{100 * value:+.2f}" if column == "diff" else f"{100 * value:.2f}"
+    elif base.startswith(("signed", "abs")):
+        text = f"{value:.1e}"
+    elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):
+        text = f"{int(value):,}"
+    else:
+        text = f"{value:.2g}" if abs(value) < 0.01 else f"{value:.3g}"
+    return text.replace("-", "\u2212")
+
+
+def view(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: strings, companion columns (_std, _ci, _note) folded into theirs, headers in words
+    (HEADERS, then the table's own attrs['headers']), the index's name in the one header row."""
+    names = {**HEADERS, **table.attrs.get("headers", {})}
+    shown = pd.DataFrame(index=[", ".join(number(n or "", k) for n, k in zip(table.index.names, key))
+                                if isinstance(key, tuple) else number(table.index.name or "", key) for key in table.index])
+    for column in table.columns:
+        if column.endswith(("_std", "_ci", "_note")) and column.rsplit("_", 1)[0] in table.columns:
             continue
-        for i, layer in enumerate(traced[0].gradients["blocks"]["layers"], start=1):
-            row: dict[str, Any] = {"Lr, layer": f"{lr:g}, layer {i}",
-                                   "Entries": f"{traced[0].gradients['layer_sizes'][layer]:,}"}
-            for key, name in (("error", "‖δ‖"), ("input", "‖a‖"), ("abs_mean", "mean |g|")):
-                series = [epoch_means(run, key, layer) for run in traced]
-                first, last = _mean_of([s[0] for s in series]), _mean_of([s[-1] for s in series])
-                digits = sci if key == "abs_mean" else (lambda v: "—" if v is None else f"{v:.3g}")
-                row[name] = f"{digits(first)} → {digits(last)}"
-            rows.append(row)
-    return _frame(rows, "Lr, layer")
-
-
-def cnn_search(candidates: dict[str, History], search: dict[str, History], chosen: str,
-               rates: dict[str, list[float]], peak: dict[str, float]) -> pd.DataFrame:
-    """Q1.7: the CNN widths at peak lr 0.01, then the peak rate of the chosen CNN and of the base MLP under the
-    CNN's scheme; validation accuracy decides (seed 0)."""
-    rows = [{"Network": f"CNN {models.layer_sizes(name)}", "Peak lr": f"{run.recipe.lr:g}",
-             "Parameters": f"{run.parameters:,}", "Multiply-adds / image": f"{models.multiply_adds(name):,}",
-             "Validation": pct(report.final(run, "validation_accuracy")), "Chosen": "width ✓" if name == chosen else ""}
-            for name, run in candidates.items()]
-    for model, lrs in rates.items():
-        for lr in lrs:
-            run = search[f"{model}_adamw_lr{lr:g}"]
-            if model in candidates and candidates[model].recipe == run.recipe:  # a row above shows it already
-                if lr == peak[model]:
-                    next(r for r in rows if r["Network"] == f"CNN {models.layer_sizes(model)}")["Chosen"] += ", peak lr ✓"
-                continue
-            rows.append({"Network": f"CNN {models.layer_sizes(model)}" if models.is_cnn(model) else "base MLP",
-                         "Peak lr": f"{lr:g}", "Parameters": f"{run.parameters:,}",
-                         "Multiply-adds / image": f"{models.multiply_adds(model):,}",
-                         "Validation": pct(report.final(run, "validation_accuracy")),
-                         "Chosen": "peak lr ✓" if lr == peak[model] else ""})
-    return pd.DataFrame(rows).set_index(["Network", "Peak lr"])
-
-
-SCHEMES = {"demo": "demo (SGD)", "cnn": "CNN's (AdamW)"}
-
-
-def ablation(groups: dict[tuple[str, str], Group], target: float) -> pd.DataFrame:
-    """Q1.7: network × scheme: lr, parameters, multiply-adds, accuracy, first epoch ≥ target per seed, s/epoch."""
-    rows = [{"Network": f"CNN {models.layer_sizes(network)}" if models.is_cnn(network) else "base MLP",
-             "Scheme": SCHEMES[scheme], "Lr": f"{runs[0].recipe.lr:g}", "Parameters": f"{runs[0].parameters:,}",
-             "Multiply-adds / image": f"{models.multiply_adds(network):,}", "Accuracy": spread(runs).text(),
-             f"Epoch test ≥ {pct(target, 0)}": _epochs(report.epochs_reaching(runs, target, "test_accuracy")),
-             "s/epoch": f"{report.seconds_per_epoch(runs):.1f}"}
-            for (network, scheme), runs in groups.items()]
-    return pd.DataFrame(rows).set_index(["Network", "Scheme"])
-
-
-def _epochs(epochs: list[int | None]) -> str:
-    """Per seed, the epoch a level was reached: '6, 4, 6'; 'not reached' when no seed reached it."""
-    return ", ".join(str(e) if e else "not reached" for e in epochs) if any(epochs) else "not reached"
-
-
-def ablation_effects(groups: dict[tuple[str, str], Group]) -> pd.DataFrame:
-    """Q1.7: what the network and what the scheme change, each with the other held fixed (Welch over seeds)."""
-    (mlp, cnn), schemes = sorted({n for n, _ in groups}, key=models.is_cnn), list(SCHEMES)
-    effects = [(f"CNN instead of MLP, {SCHEMES[s]} scheme", (cnn, s), (mlp, s)) for s in schemes]
-    effects += [(f"CNN's scheme instead of the demo's, {'CNN' if models.is_cnn(n) else 'MLP'}", (n, "cnn"), (n, "demo"))
-                for n in (mlp, cnn)]
-    rows = []
-    for change, a, b in effects:
-        difference = compare(spread(groups[a]), spread(groups[b]), "", "")
-        rows.append({"Change (the rest fixed)": change, "Test accuracy": difference.text(),
-                     "Real?": "yes" if difference.real else "within the spread"})
-    return _frame(rows, "Change (the rest fixed)")
-
-
-def most_confused(runs: Group, top: int = 5) -> pd.DataFrame:
-    """The `top` most frequent confusions on the test set, summed over the seeds: true class, predicted as,
-    count per seed, share of that class."""
-    matrices = [run.confusion for run in runs if run.confusion]
-    n = len(CLASS_NAMES)
-    counts = [[sum(m[t][p] for m in matrices) / len(matrices) for p in range(n)] for t in range(n)]
-    cells = sorted(((counts[t][p], t, p) for t in range(n) for p in range(n) if t != p), reverse=True)[:top]
-    rows = [{"Rank": i, "True class": CLASS_NAMES[t], "Predicted as": CLASS_NAMES[p], "Per seed (mean)": f"{c:.0f}",
-             "Share of the class": pct(c / sum(counts[t]), 1)} for i, (c, t, p) in enumerate(cells, start=1)]
-    return _frame(rows, "Rank")
+        cells = []
+        for _, row in table.iterrows():
+            text = number(column, row[column])
+            for part in ("std", "ci"):
+                extra = row.get(f"{column}_{part}")
+                if text != "—" and extra is not None and not (isinstance(extra, float) and math.isnan(extra)):
+                    text += f" ± {number(f'{column}_{part}', extra)}"
+            note = row.get(f"{column}_note")
+            cells.append((note if text == "—" else f"{text} ({note})") if isinstance(note, str) and note else text)
+        key, _, when = column.rpartition("_")
+        shown[names.get(column) or (f"{names[key]}: {names[when]}" if key in names and when in names else column)] = cells
+    return shown.rename_axis(columns=" / ".join(names.get(n, n) for n in table.index.names if n))
