@@ -141,7 +141,7 @@ def test_an_edit_of_one_network_retrains_only_that_networks_runs(project):
     edit(project / "models.py", '"wider": (1024, 1024)', '"wider": (1536, 1536)')  # a table: in the spec, not the code
     assert experiments.code_key(models.spec("wider")) == mlp and models.spec("wider")["hidden_sizes"] == [1536, 1536]
     edit(project / "models.py", "layers += [nn.Linear(width, size), nn.ReLU()]",
-         "layers += [nn.Linear(width, size), nn.Tanh()]")
+         "layers += [nn.Linear(width, size), nn.ReLU(), nn.Linear(size, size)]")
     assert experiments.code_key(models.spec("base")) != mlp
 
 
