@@ -102,6 +102,9 @@ def check_tables_show_the_summary(d: Deliverable) -> list[str]:
         cells = found.get(question, found.get("appendix", [])) if question.startswith("Q") else found["appendix"]
         output = "\n".join(text_of(c) for c in cells)
         for name, rows in named.items():
+            shown = [c for c in rows[0] if not c.endswith(("_std", "_ci", "_note"))]
+            if len(shown) > 9:  # the index column and at most 8 more
+                problems.append(f"{question} {name}: {len(shown) - 1} columns besides its index (at most 8)")
             for row in rows:
                 for column, value in row.items():
                     if column.endswith(("_std", "_ci", "_note")) or value is None or isinstance(value, str):

@@ -88,12 +88,12 @@ def test_rerun_retrains_what_earlier_sessions_wrote_but_not_this_ones(profile, m
 def test_a_damaged_result_is_reported_in_one_line_and_retrained(profile, monkeypatch, content):
     quiet_run({"tiny": TINY}, profile)
     path = next(profile.results_dir.glob("tiny-*.json"))
-    path.write_text(content)
+    path.write_text(content, encoding="utf-8")
     calls, logs = count_fits(monkeypatch), []
     history = quiet_run({"tiny": TINY}, profile, logs)["tiny"]
     assert calls == ["base lr 0.1"] and history.epochs == 1
     assert f"{path.name}: unreadable" in logs[0] and "training it again" in logs[0] and "\n" not in logs[0]
-    assert json.loads(path.read_text())["history"]["test_accuracy"]  # rewritten intact
+    assert json.loads(path.read_text(encoding="utf-8"))["history"]["test_accuracy"]  # rewritten intact
 
 
 def test_an_edited_network_trains_again_and_says_so(profile, monkeypatch):
@@ -214,10 +214,10 @@ def test_write_json_is_atomic_and_leaves_no_temp_file(tmp_path):
     write_json(path, {"ok": 1})
     with pytest.raises(TypeError):
         write_json(path, {"bad": object()})  # fails half-way through serialising
-    assert json.loads(path.read_text()) == {"ok": 1}
+    assert json.loads(path.read_text(encoding="utf-8")) == {"ok": 1}
     with pytest.raises(ValueError):
         write_json(path, {"nan": float("nan")})  # JSON has no NaN: refused, old file kept
-    assert json.loads(path.read_text()) == {"ok": 1}
+    assert json.loads(path.read_text(encoding="utf-8")) == {"ok": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
 
 

@@ -6,7 +6,9 @@ import re
 import shutil
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import psutil
@@ -100,6 +102,19 @@ def workers_of(pid: int) -> list[psutil.Process]:
     return found
 
 
+def alive(workers: list[psutil.Process]) -> list[int]:
+    return [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@contextmanager
+def training_in_a_kernel(tmp_path: Path) -> Iterator[tuple[NotebookClient, nbformat.NotebookNode, int, str]]:
+    """A kernel that has started LONG (a short and a long run on 2 workers): client, notebook, kernel pid, msg id."""
+    client, notebook = kernel([SETUP.format(results=str(tmp_path)), LONG])
+    with client.setup_kernel():
+        run_cell(client, notebook, 0)
+        yield client, notebook, client.km.provisioner.process.pid, client.kc.execute(LONG)
+
+
 def wait_for(condition, seconds: float) -> bool:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -113,18 +128,14 @@ def wait_for(condition, seconds: float) -> bool:
 @needs_sigkill
 def test_interrupting_a_cell_stops_its_workers_and_keeps_the_finished_runs(tmp_path, monkeypatch):
     monkeypatch.delenv("A3_RERUN", raising=False)
-    client, notebook = kernel([SETUP.format(results=str(tmp_path)), LONG])
-    with client.setup_kernel():
-        run_cell(client, notebook, 0)
-        pid = client.km.provisioner.process.pid
-        message = client.kc.execute(LONG)
+    with training_in_a_kernel(tmp_path) as (client, notebook, pid, message):
         assert wait_for(lambda: list(tmp_path.glob("short-*.json")), 120), "the short run never finished"
         workers = workers_of(pid)
         assert workers
         psutil.Process(pid).send_signal(signal.SIGINT)  # what Jupyter's interrupt button does
         reply = run_sync(client.kc.get_shell_msg)(timeout=60)
         assert reply["parent_header"]["msg_id"] == message and reply["content"]["ename"] == "KeyboardInterrupt"
-        assert wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
+        assert wait_for(lambda: not alive(workers), 10)
         again = run_cell(client, notebook, 0, SETUP.format(results=str(tmp_path)) + "\nprint('alive')")
         assert "alive" in again  # the same kernel goes on
     assert [p.name.split("-")[0] for p in tmp_path.glob("*.json")] == ["short"]
@@ -135,20 +146,16 @@ def test_interrupting_a_cell_stops_its_workers_and_keeps_the_finished_runs(tmp_p
 def test_when_the_kernel_dies_mid_training_its_workers_end_within_seconds(tmp_path, monkeypatch):
     """The kernel alone is killed (as the out-of-memory killer would): its workers see it and exit."""
     monkeypatch.delenv("A3_RERUN", raising=False)
-    client, notebook = kernel([SETUP.format(results=str(tmp_path)), LONG])
-    with client.setup_kernel():
-        run_cell(client, notebook, 0)
-        pid = client.km.provisioner.process.pid
-        client.kc.execute(LONG)
+    with training_in_a_kernel(tmp_path) as (client, notebook, pid, _):
         assert wait_for(lambda: len(workers_of(pid)) == 2, 60), "no workers started"
         workers = workers_of(pid)
         time.sleep(2)  # mid-training
         psutil.Process(pid).send_signal(signal.SIGKILL)
-        gone = wait_for(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers), 10)
-        survivors = [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+        gone = wait_for(lambda: not alive(workers), 10)
+        survivors = alive(workers)
         for worker in survivors:  # leave nothing behind, even when the test fails
             psutil.Process(worker).kill()
-        assert gone, f"workers still alive 10 s after the kernel died: {survivors}"
+    assert gone, f"workers still alive 10 s after the kernel died: {survivors}"
 
 
 def project_copy(tmp_path: Path) -> Path:

@@ -97,7 +97,7 @@ def test_no_run_logs_reach_the_pdf(pdf):
 
 @needs_tools
 def test_every_figure_is_embedded(pdf):
-    notebook = json.loads(NOTEBOOK.read_text())
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     kept = [c for c in notebook["cells"] if "remove_cell" not in c["metadata"].get("tags", [])]
     figures = sum("image/png" in o.get("data", {}) for c in kept for o in c.get("outputs", []))
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
@@ -119,7 +119,7 @@ def test_every_figure_prints_at_its_own_size():
     """Figures are drawn at most 7.4 inches wide at 96 dpi and stored at twice that resolution ("retina"): the
     page shows them at their own size (710 CSS pixels is the text width of an A4 page), so 8-point fonts
     print at 8 points."""
-    notebook = json.loads(NOTEBOOK.read_text())
+    notebook = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     widths = [o["metadata"]["image/png"]["width"] for c in notebook["cells"] for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert widths and all(w <= 7.4 * 96 for w in widths), widths
@@ -138,10 +138,10 @@ def test_without_a_browser_make_pdf_stops_with_one_line_saying_what_to_install(m
 def test_browsers_are_looked_for_where_macos_and_windows_install_them(monkeypatch, tmp_path):
     chrome = tmp_path / "Google" / "Chrome" / "Application" / "chrome.exe"
     chrome.parent.mkdir(parents=True)
-    chrome.write_text("")
+    chrome.write_text("", encoding="utf-8")
     mac = tmp_path / "Applications" / "Google Chrome.app" / "Contents" / "MacOS" / "Google Chrome"
     mac.parent.mkdir(parents=True)
-    mac.write_text("")
+    mac.write_text("", encoding="utf-8")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     for variable in ("PROGRAMFILES", "PROGRAMFILES(X86)", "LOCALAPPDATA"):
         monkeypatch.delenv(variable, raising=False)
@@ -166,7 +166,7 @@ def test_a_browser_that_does_not_answer_version_is_asked_to_print(monkeypatch, t
 
 def test_a_browser_that_cannot_start_is_passed_over(tmp_path):
     stub = tmp_path / "chromium-browser"  # like Ubuntu's snap stub inside a container
-    stub.write_text("#!/bin/sh\necho 'Command requires the chromium snap' >&2\nexit 1\n")
+    stub.write_text("#!/bin/sh\necho 'Command requires the chromium snap' >&2\nexit 1\n", encoding="utf-8")
     stub.chmod(0o755)
     assert not pdf_tool.works(str(stub))
 

@@ -47,7 +47,7 @@ def fresh_losses() -> dict:
 @pytest.mark.skipif(not kernels.has_avx2() or os.environ.get(kernels.SWITCH) == "native",
                     reason="the same numbers are promised on x86-64 CPUs with AVX2 and the pinned kernels only")
 def test_a_fresh_run_equals_the_committed_reference_bit_for_bit():
-    reference, fresh = json.loads(REFERENCE.read_text()), fresh_losses()
+    reference, fresh = json.loads(REFERENCE.read_text(encoding="utf-8")), fresh_losses()
     assert fresh["kernels"] == "AVX2"
     for name, losses in reference["losses"].items():
         first_difference = next((i for i, (a, b) in enumerate(zip(fresh["losses"][name], losses)) if a != b), None)
