@@ -22,6 +22,7 @@ WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its
 RATE_COLORS = {1: "#d62728", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
                0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
 MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "cnn": "#222222"}
+SCHEMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}
 
 
 def color(key: Any) -> str:
@@ -128,7 +129,7 @@ def epoch_curves(groups: dict[Any, Group], target: float | None = None, low: flo
             hidden.append(key)
             continue
         network, scheme = key if isinstance(key, tuple) else (key, None)
-        name = f"{'CNN' if models.is_cnn(network) else 'MLP'}, {scheme} scheme" if scheme else label(network)
+        name = f"{label(network) if models.is_cnn(network) else 'MLP'}, {SCHEMES[scheme]}" if scheme else label(network)
         for ax, series in ((left, "accuracy"), (right, "loss")):
             seeds(ax, [getattr(r, f"validation_{series}") for r in runs], color(network), name if ax is left else "_",
                   "--" if scheme == "demo" else "-")

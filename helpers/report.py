@@ -61,9 +61,9 @@ def mean(xs: list[float | None]) -> float | None:
 
 
 def std(xs: list[float | None]) -> float | None:
-    """Sample standard deviation of the finite values (0 for one, None for none)."""
+    """Sample standard deviation of the finite values (None for fewer than two: one seed has no spread to show)."""
     kept = finite(xs)
-    return statistics.stdev(kept) if len(kept) > 1 else 0.0 if kept else None
+    return statistics.stdev(kept) if len(kept) > 1 else None
 
 
 @dataclass
