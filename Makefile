@@ -14,7 +14,7 @@ CAN_INSTALL ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && e
 COLAB_STACK := pandas==2.2.2 numpy==2.0.2 matplotlib==3.10.0 scipy==1.13.1
 COLAB_DIR := $(VENV)/colab-stack
 
-.PHONY: run test unit nbval test-colab data pdf-tools bench pdf clean
+.PHONY: run retrain test unit nbval test-colab data pdf-tools bench pdf clean
 
 $(INSTALLED): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ data: $(INSTALLED)
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (A3_RERUN=1: about 45 min on 2 CPU cores; from results/: about 1 min)"
+	@echo "Executing $(NOTEBOOK) with the full profile (from results/: about 30 s; make retrain: about an hour on 2 CPU cores)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False $(NOTEBOOK)
+
+# The graded run from scratch: every run trains again (results/ are overwritten), then the notebook executes.
+retrain:
+	A3_RERUN=1 $(MAKE) run
 
 test: unit nbval
 
