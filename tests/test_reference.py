@@ -1,7 +1,18 @@
-"""The same numbers on every x86-64 CPU with AVX2: the first minibatch losses of a base-MLP run and of a CNN
-run, trained afresh here, equal bit for bit the ones committed in reference_losses.json (made on another
-machine). Run `python tests/test_reference.py` to write the file again after changing what a run computes."""
+"""The same numbers where the CPU's kernels agree, close numbers elsewhere: the first minibatch losses of a base-MLP
+run and of a CNN run, trained afresh here, against the ones in reference_losses.json (made on another machine).
+
+Which CPUs agree is measured, not assumed: `kernel_probe.py` (the probe of ../shared/xcpu) trains a small MLP and
+CNN under the pinned kernels and prints a digest of their losses and weights. A CPU whose digests equal those of a
+CPU listed in the file as having reproduced the reference bit for bit must reproduce it bit for bit; any other CPU
+(an Intel one: its MKL and oneDNN sum in another order) must stay within the file's tolerance, measured on the
+reference machine: at each step, MARGIN times the largest difference that another summation order has made up to
+that step (never less than 1e-6 of the loss). It starts at a few parts in 10^7 and grows as training amplifies the
+first rounding differences: slowly under SGD, fast under AdamW, whose steps have about the same size whatever the
+gradient's.
+`python tests/test_reference.py` writes the file again (after a change to what a run computes) and measures that.
+"""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,54 +21,118 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_real_data
-from helpers import kernels
+from helpers import experiments, kernels
 
 REFERENCE = Path(__file__).with_name("reference_losses.json")
+PROBE = Path(__file__).with_name("kernel_probe.py")
 SIZES = {"train": 10_000, "validation": 1_000, "test": 1_000, "train_eval": 1_000}
-RUNS = {"base MLP, lr 0.1, seed 0": dict(model="base", lr=0.1, epochs=2),
-        "CNN 16-32-64, AdamW one-cycle, seed 1": dict(model="cnn", lr=0.01, epochs=1, optimizer="adamw",
-                                                      weight_decay=0.05, schedule="onecycle", batch_size=128,
-                                                      flip=True, seed=1)}
+RUNS = {"base MLP, lr 0.1, seed 0": dict(lr=0.1, epochs=2),
+        "CNN, the CNN's scheme, seed 1": dict(scheme="cnn", epochs=1, seed=1)}
+# Other summation orders on the reference machine, as another vendor's kernels have: MKL's vendor-neutral code path,
+# oneDNN's AVX (not AVX2) convolutions, ATen without vector instructions.
+ORDERS = {"MKL_CBWR=COMPATIBLE": {"MKL_CBWR": "COMPATIBLE"}, "ONEDNN_MAX_CPU_ISA=AVX": {"ONEDNN_MAX_CPU_ISA": "AVX"},
+          "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"}}
+MARGIN = 4
+FLOOR = 1e-6  # of the loss: float32 rounding of the first forward pass
 
 # A fresh process, so that importing helpers chooses the kernels before torch loads (as every worker does).
 SCRIPT = f"""
 import json, sys
+from dataclasses import replace
 sys.path.insert(0, {str(ROOT)!r})
 import helpers, torch
-from helpers import models, workers
+from helpers import experiments, models
 from helpers.data import load_fashion_mnist
 from helpers.splits import split
-from helpers.training import Recipe, fit
+from helpers.training import fit
 data = split(load_fashion_mnist({str(ROOT / "data")!r}, download=False), **{SIZES!r})
-losses = {{name: [v.hex() for v in fit(models.build(recipe["model"], recipe.get("seed", 0)), data, Recipe(**recipe),
-                                       torch.device("cpu")).step_loss]
-          for name, recipe in {RUNS!r}.items()}}
+losses = {{}}
+for name, changes in {RUNS!r}.items():
+    recipe = replace(experiments.SCHEMES[changes.pop("scheme", "demo")], **changes)
+    losses[name] = [v.hex() for v in fit(models.build(recipe.model, recipe.seed), data, recipe,
+                                         torch.device("cpu")).step_loss]
 print(json.dumps({{"kernels": torch.backends.cpu.get_cpu_capability(), "losses": losses}}))
 """
 
 
-def fresh_losses() -> dict:
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if k not in kernels.PINNED})
+def clean_environment(**changes: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k not in kernels.PINNED and k != kernels.SWITCH}, **changes}
+
+
+def fresh_losses(**changes: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=900,
+                          env=clean_environment(**changes))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def probe_digests() -> dict[str, str]:
+    """This CPU's digests of the probe under the pinned kernels."""
+    done = subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True, timeout=600,
+                          env=clean_environment(**kernels.PINNED))
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"mlp": found["mlp"], "cnn": found["cnn"]}
+
+
+def differences(a: list[str], b: list[str]) -> list[float]:
+    """Step by step, the absolute difference between two runs' losses (float.hex)."""
+    return [abs(float.fromhex(x) - float.fromhex(y)) for x, y in zip(a, b)]
+
+
+def envelope(measured: list[list[float]], losses: list[str]) -> list[float]:
+    """At each step: MARGIN times the largest difference measured up to it, never less than FLOOR of the loss."""
+    allowed, running = [], 0.0
+    for step, loss in enumerate(losses):
+        running = max([running, *(m[step] for m in measured)])
+        allowed.append(max(MARGIN * running, FLOOR * abs(float.fromhex(loss))))
+    return allowed
+
+
 @needs_real_data
 @pytest.mark.skipif(not kernels.has_avx2() or os.environ.get(kernels.SWITCH) == "native",
-                    reason="the same numbers are promised on x86-64 CPUs with AVX2 and the pinned kernels only")
-def test_a_fresh_run_equals_the_committed_reference_bit_for_bit():
-    reference, fresh = json.loads(REFERENCE.read_text(encoding="utf-8")), fresh_losses()
+                    reason="the pinned kernels are the AVX2 ones of x86-64 CPUs; nothing is promised elsewhere")
+def test_a_fresh_run_equals_the_reference_bit_for_bit_where_the_kernels_agree_and_stays_close_elsewhere():
+    reference, fresh, digests = json.loads(REFERENCE.read_text(encoding="utf-8")), fresh_losses(), probe_digests()
     assert fresh["kernels"] == "AVX2"
+    agreeing = [cpu for cpu in reference["reproduced_bit_for_bit_on"] if reference["probe_digests"][cpu] == digests]
     for name, losses in reference["losses"].items():
-        first_difference = next((i for i, (a, b) in enumerate(zip(fresh["losses"][name], losses)) if a != b), None)
-        assert first_difference is None and len(fresh["losses"][name]) == len(losses), \
-            f"{name}: the minibatch losses part at step {first_difference} (reference made on {reference['machine']})"
+        ours = fresh["losses"][name]
+        assert len(ours) == len(losses) and all(math.isfinite(float.fromhex(v)) for v in ours)
+        if agreeing:  # this CPU's kernels compute as the reference machine's: the same bits
+            first = next((i for i, (a, b) in enumerate(zip(ours, losses)) if a != b), None)
+            assert first is None, (f"{name}: the minibatch losses part at step {first}, though this CPU's kernels "
+                                   f"agree with {agreeing[0]}'s")
+        else:  # another vendor's kernels: close, within the measured tolerance at every step
+            beyond = [(i, d) for i, (d, limit) in enumerate(zip(differences(ours, losses), reference["tolerance"][name]))
+                      if d > limit]
+            assert not beyond, (f"{name}: at step {beyond[0][0]} the loss differs by {beyond[0][1]:.2e}, more than "
+                                f"the {reference['tolerance'][name][beyond[0][0]]:.2e} other summation orders allow")
     assert sum(map(len, reference["losses"].values())) >= 300
+
+
+def test_the_reference_lists_the_cpus_it_has_seen_and_a_measured_tolerance():
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    assert set(reference["reproduced_bit_for_bit_on"]) <= set(reference["probe_digests"])
+    assert len(reference["probe_digests"]) >= 2 and set(reference["tolerance"]) == set(reference["losses"])
+    for name, tolerance in reference["tolerance"].items():
+        losses = [abs(float.fromhex(v)) for v in reference["losses"][name]]
+        assert len(tolerance) == len(losses) and all(t >= FLOOR * loss for t, loss in zip(tolerance, losses))
+        assert tolerance[0] < 1e-5 < tolerance[-1]  # a few float32 roundings at first; far more after training
 
 
 if __name__ == "__main__":
     from helpers.device import cpu_name
-    REFERENCE.write_text(json.dumps({"machine": cpu_name() + (" with AVX-512" if " avx512f" in open("/proc/cpuinfo").read() else ""),
-                                     **fresh_losses()}, indent=1) + "\n")
-    print(f"wrote {REFERENCE}")
+    machine = cpu_name() + (" with AVX-512" if " avx512f" in open("/proc/cpuinfo").read() else " (AVX2, no AVX-512)")
+    base = fresh_losses()
+    measured = {order: {name: differences(losses, base["losses"][name])
+                        for name, losses in fresh_losses(**changes)["losses"].items()} for order, changes in ORDERS.items()}
+    old = json.loads(REFERENCE.read_text(encoding="utf-8")) if REFERENCE.exists() else {}
+    REFERENCE.write_text(json.dumps({
+        "machine": machine, "kernels": base["kernels"],
+        "reproduced_bit_for_bit_on": [machine] + sys.argv[1:],  # further CPUs seen to agree, named on the command line
+        "probe_digests": {**old.get("probe_digests", {}), machine: probe_digests()},
+        "largest_difference_measured": {order: {name: max(d) for name, d in m.items()} for order, m in measured.items()},
+        "tolerance": {name: envelope([m[name] for m in measured.values()], losses) for name, losses in base["losses"].items()},
+        "losses": base["losses"]}, indent=1) + "\n")
+    print(f"wrote {REFERENCE}: {json.dumps(measured)}")
