@@ -1,18 +1,22 @@
 """The code as the files on disk have it now (what a freshly started worker imports): shown in the notebook,
 read for the network tables, and fingerprinted for the keys of stored results (comments, docstrings and blank
-lines aside). Nothing here depends on what the running kernel imported earlier."""
+lines aside). `watch_imports` also keeps each file's text as this process imported it, so that a run trained in
+this process can be refused when the files have changed since."""
 from __future__ import annotations
 
 import ast
 import functools
 import hashlib
+import importlib.machinery
 import io
+import sys
 import tokenize
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
+IMPORTED: dict[Path, str] = {}  # file -> its text when this process imported it (see watch_imports)
 
 
 def _file(module: ModuleType | Path) -> Path:
@@ -27,15 +31,20 @@ def _stamp(path: Path) -> tuple[Path, int, int]:
 @functools.lru_cache(maxsize=256)
 def _read(path: Path, mtime_ns: int, size: int) -> tuple[str, ast.Module]:
     text = path.read_text(encoding="utf-8")
-    return text, ast.parse(text)
+    return text, ast.parse(text, str(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> ast.Module:
+    return ast.parse(text)
 
 
 def source(module: ModuleType | Path, name: str | None = None, bare: bool = False, docstrings: bool = True,
-           without: frozenset[str] = frozenset()) -> str:
-    """The file's code, or that of its top-level def/class/assignment `name`, as the file on disk has it now;
-    `bare` drops comments, docstrings, trailing spaces and blank lines; `docstrings=False` drops docstrings;
-    `without` leaves out the named top-level definitions."""
-    text, tree = _read(*_stamp(_file(module)))
+           without: frozenset[str] = frozenset(), text: str | None = None) -> str:
+    """The file's code, or that of its top-level def/class/assignment `name`, as the file on disk has it now (or
+    as `text`, when given); `bare` drops comments, docstrings, trailing spaces and blank lines;
+    `docstrings=False` drops docstrings; `without` leaves out the named top-level definitions."""
+    text, tree = _read(*_stamp(_file(module))) if text is None else (text, _parse(text))
     lines: list[str | None] = list(text.splitlines())
     if bare:
         for token in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -86,6 +95,21 @@ def classes(module: ModuleType | Path) -> list[str]:
     return [node.name for node in _read(*_stamp(_file(module)))[1].body if isinstance(node, ast.ClassDef)]
 
 
+def reachable(module: ModuleType | Path, roots: set[str]) -> set[str]:
+    """The top-level definitions of the file on disk that `roots` use, directly or through one another (the roots
+    included): a network class, the block classes and functions it calls, the constants they read."""
+    tree = _read(*_stamp(_file(module)))[1]
+    definitions = {name: node for node in tree.body for name in _names(node)}
+    found: set[str] = set()
+    todo = [name for name in roots if name in definitions]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo += [n.id for n in ast.walk(definitions[name]) if isinstance(n, ast.Name) and n.id in definitions]
+    return found
+
+
 def constant(module: ModuleType, name: str) -> Any:
     """The value of the top-level assignment `name` as the file on disk has it now (evaluated with the module's
     names, so `2 * 512` or `INPUT_SIZE` work), so that an edit applies without restarting the kernel."""
@@ -124,6 +148,38 @@ def closure(start: ModuleType | Path) -> list[Path]:
 def fingerprint(module: ModuleType | Path, without: frozenset[str] = frozenset()) -> str:
     """A short hash of the bare code of a file (less the top-level definitions named in `without`)."""
     return hashlib.sha256(source(module, bare=True, without=without).encode()).hexdigest()[:16]
+
+
+class _Snapshots(importlib.machinery.PathFinder):
+    """Finds this package's modules as Python does, keeping each file's text as it is imported."""
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):  # noqa: ANN001, ANN206 -- the finder protocol
+        if not fullname.startswith(__package__ + "."):
+            return None
+        spec = super().find_spec(fullname, path, target)
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            IMPORTED[Path(spec.origin).resolve()] = Path(spec.origin).read_text(encoding="utf-8")
+        return spec
+
+
+def watch_imports() -> None:
+    """From now on keep the text of every module of this package as this process imports it (and of those
+    imported already, as their files are now)."""
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith(__package__) and getattr(module, "__file__", None):
+            IMPORTED.setdefault(Path(module.__file__).resolve(), Path(module.__file__).read_text(encoding="utf-8"))
+    if not any(finder is _Snapshots for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Snapshots)
+
+
+def edited_since_import(files: list[Path], without: dict[str, frozenset[str]]) -> list[str]:
+    """The names of those `files` this process imported whose code (comments, docstrings and the top-level
+    definitions `without[name]` aside) differs on disk now from the text it imported."""
+    def bare(path: Path, text: str | None = None) -> str:
+        return source(path, bare=True, without=without.get(path.name, frozenset()), text=text)
+    return [path.name for path in files if path.resolve() in IMPORTED
+            and bare(path, IMPORTED[path.resolve()]) != bare(path)]
 
 
 def show(module: ModuleType, *names: str) -> None:

@@ -1,11 +1,12 @@
-"""Run-or-load: each run's History is stored as ``RESULTS_DIR/NAME-KEY.json`` and found again by its key.
+"""Run-or-load: each run's History is stored as ``RESULTS_DIR/NAME-KEY.json`` and found again by its key; the two
+training schemes; learning-rate searches on seeds that are never reported.
 
 The key is what was trained: the recipe, the data sizes, the network (its spec, read from models.py on disk)
 and the code on disk of every helpers module a worker imports, found by following the imports (comments and
-docstrings do not count; in models.py only the run's own network class). A result is found by its key, not by
-its name: two cells may ask for the same run, an edited cell or helper file trains what it changes (one line
-says what, against the last result of that name), and undoing the edit finds the earlier result. Runs train
-side by side in worker processes (`workers.py`), each stored as it finishes, so an interrupt keeps them.
+docstrings do not count; in models.py only the run's own network and what it uses). A result is found by its key,
+not by its name: two cells may ask for the same run, an edited cell or helper file trains what it changes (one
+line says what, against the last result of that name), and undoing the edit finds the earlier result. Runs train
+side by side in worker processes (`pool.py`), each stored as it finishes, so an interrupt keeps them.
 """
 from __future__ import annotations
 
@@ -14,12 +15,9 @@ import json
 import math
 import multiprocessing
 import os
-import queue
 import re
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -27,28 +25,42 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import code, models, workers
-from .config import Profile, cores, progress_enabled, rerun_requested, workers_requested
+from . import code, models, pool, workers
+from .config import TOOLING, Profile, cores, progress_enabled, rerun_requested, workers_requested
 from .device import describe, kind, matmul_gflops, pick
 from .training import History, Recipe
 
-TOOLING = "tooling"          # output tag: run logs stay in the notebook and are left out of the PDF
+# The two training schemes, fixed in advance; only their learning rate is ever searched (on validation).
+DEMO = Recipe(model="base", optimizer="sgd", lr=1e-3, batch_size=64, epochs=10)  # the PyTorch quickstart's
+CNN_SCHEME = Recipe(model="cnn", optimizer="adamw", lr=0.01, weight_decay=0.05, schedule="onecycle", batch_size=128,
+                    flip=True, epochs=10)  # Q1.7: AdamW, one-cycle rate, batch 128, half the images mirrored
+SCHEMES = {"demo": DEMO, "cnn": CNN_SCHEME}
+
 WORKER_MB = 1200             # peak memory of one worker (torch, the splits, the largest run): README
 GPU_RUNS = 4                 # runs sharing one GPU at once: a batch-64 run alone leaves it mostly idle
+SILENT_EPOCHS = 20           # a run that sends nothing for this many times an epoch's expected time is stopped
+SESSION = uuid.uuid4().hex[:12]  # this process: runs trained in one session are timed together
 _written: set[Path] = set()  # results this process trained (A3_RERUN does not train them again)
+WorkerDied = pool.WorkerDied
 
 
-class WorkerDied(RuntimeError):
-    """A worker process ended abruptly while training (killed, out of memory, crashed)."""
+def run_name(prefix: str, recipe: Recipe) -> str:
+    """The name a run is stored under: 'PREFIX_lrLR_seedSEED'."""
+    return f"{prefix}_lr{recipe.lr:g}_seed{recipe.seed}"
+
+
+def grid(prefix: str, recipe: Recipe, rates: list[float], seeds: tuple[int, ...]) -> dict[str, Recipe]:
+    """The recipe at every rate with every seed, by run name."""
+    return {run_name(prefix, r): r for r in (replace(recipe, lr=lr, seed=seed) for lr in rates for seed in seeds)}
 
 
 def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers_: int | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, History]:
     """Each recipe's History: loaded when a result with its key exists, else trained (side by side) and stored.
     `workers_=0` (or env A3_WORKERS=0) trains in this process."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a worker importing the main module
-        raise RuntimeError("experiments.run() was called while a worker process imported the main module: keep the "
-                           "code that trains under `if __name__ == \"__main__\":`")
+    if multiprocessing.parent_process() is not None:  # a worker process importing the main module
+        raise RuntimeError("experiments.run() was called in a worker process, which imports the main module: keep "
+                           "the code that trains under `if __name__ == \"__main__\":`")
     log = log or note
     rerun = rerun_requested() if rerun is None else rerun
     keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
@@ -89,12 +101,19 @@ def cache_key(recipe: Recipe, profile: Profile) -> dict[str, Any]:
 
 
 def code_key(network: dict[str, Any]) -> dict[str, str]:
-    """The fingerprint of every helpers file a worker imports, by file name. In models.py the preset tables (the
-    network spec carries them) and the other networks' classes are left out, so an edit of one network retrains
-    only the runs of that network."""
+    """The fingerprint of every helpers file a worker imports, by file name. In models.py the tables (the network
+    spec carries them) and the code of the other networks are left out: what the network's class uses (block
+    classes, functions, constants) is in, so an edit of one network retrains only that network's runs."""
     files = code.closure(Path(workers.__file__))
-    others = frozenset(c for c in code.classes(models) if c != network["network"]) | frozenset(models.TABLES)
-    return {path.name: code.fingerprint(path, others if path.name == "models.py" else frozenset()) for path in files}
+    return {path.name: code.fingerprint(path, not_used_by(network) if path.name == "models.py" else frozenset())
+            for path in files}
+
+
+def not_used_by(network: dict[str, Any]) -> frozenset[str]:
+    """The top-level definitions of models.py that are not part of this network: its tables, and the code that
+    only the other networks' classes use."""
+    networks = code.reachable(models, set(code.classes(models)))
+    return frozenset(networks - code.reachable(models, {network["network"]})) | frozenset(models.TABLES)
 
 
 def digest(key: dict[str, Any]) -> str:
@@ -202,18 +221,30 @@ def worker_count(device: torch.device, jobs: int) -> int:
     return min(asked, jobs)
 
 
+def epoch_seconds(recipe: Recipe, profile: Profile, gflops_per_core: float) -> float:
+    """What an epoch of `recipe` should take on one core at the measured matrix-multiply rate (its compute floor)."""
+    sizes = profile.data_sizes
+    evaluated = sizes["train_eval"] + sizes["validation"] + sizes["test"]
+    work = (sizes["train"] * models.training_flops(recipe.model)
+            + 2 * evaluated * models.multiply_adds(recipe.model))
+    return work / (gflops_per_core * 1e9)
+
+
 def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Path], profile: Profile,
           workers_: int | None = None) -> dict[str, History]:
     """Train the recipes, longest first, side by side in `workers_` processes (0: here), storing each as it
-    finishes; a worker that dies stops the call at once with one line naming its run."""
+    finishes; a worker that dies or goes silent stops the call with one line naming its run."""
     device = pick()
     order = sorted(recipes, key=lambda name: -recipes[name].epochs * models.training_flops(recipes[name].model))
     count = worker_count(device, len(order)) if workers_ is None else min(workers_, len(order))
+    if count == 0:
+        refuse_stale_code()
     bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=not progress_enabled(),
                desc=f"training {len(order)} runs" + (f" ({count} at once)" if count > 1 else ""))
-    conditions = {"side_by_side": max(count, 1)}
+    rate = matmul_gflops()  # this machine's floor rate (all cores), measured now
+    conditions = {"side_by_side": max(count, 1), "session": SESSION}
     if device.type == "cpu":
-        conditions["matmul_gflops"] = round(matmul_gflops())  # this machine's floor rate, measured now
+        conditions["matmul_gflops"] = round(rate)
     done: dict[str, History] = {}
 
     def save(name: str, history: dict[str, Any]) -> None:
@@ -221,103 +252,30 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
         write_json(paths[name], {"key": keys[name], "history": history})
         _written.add(paths[name])
         done[name] = History.from_dict(json.loads(json.dumps(history)))  # fresh and stored runs read alike
-        bar.total -= recipes[name].epochs - done[name].epochs  # runs that stopped early
+        bar.total -= recipes[name].epochs - done[name].epochs  # runs that diverged
         bar.refresh()
 
     jobs = {name: (name, recipes[name], models.spec(recipes[name].model), profile.data_sizes, profile.data_root,
                    device.type) for name in order}
+    silence = {name: 60 + SILENT_EPOCHS * epoch_seconds(recipes[name], profile, rate / cores()) for name in order}
     try:
         if count == 0:
             for name in order:
                 save(name, workers.train_one(*jobs[name], on_epoch=lambda epoch: bar.update()))
         else:
-            _pool(jobs, count, save, bar.update)
+            pool.train(jobs, count, save, bar.update, silence)
     finally:
         bar.close()
     return done
 
 
-def _pool(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None], on_epoch: Callable[[], None]) -> None:
-    """Train `jobs` on `count` spawned workers (a ProcessPoolExecutor), calling `save` as each run finishes."""
-    _check_main()
-    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
-    events = context.Queue()
-    pool = ProcessPoolExecutor(count, mp_context=context, initializer=workers.start, initargs=(events,))
-    ready: set[int] = set()
-    running: dict[int, str] = {}
-    futures: dict[Future, str] = {}
-    try:
-        futures = {pool.submit(workers.train_one, *job): name for name, job in jobs.items()}
-        processes = dict(getattr(pool, "_processes", None) or {})  # to tell how a worker ended
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            processes.update(getattr(pool, "_processes", None) or {})
-            _drain(events, ready, running, on_epoch)
-            for future in finished:
-                error = future.exception()
-                if isinstance(error, BrokenProcessPool):
-                    raise WorkerDied(_death(futures, running, ready, processes)) from None
-                if error is not None:
-                    raise error
-                running = {pid: name for pid, name in running.items() if name != futures[future]}
-                save(futures[future], future.result())
-    finally:
-        _stop(pool)
-        events.close()
-
-
-def _drain(events: Any, ready: set[int], running: dict[int, str], on_epoch: Callable[[], None]) -> None:
-    """Read the workers' events: ready, a run started, an epoch done."""
-    while True:
-        try:
-            what, pid, name = events.get_nowait()
-        except (queue.Empty, OSError, ValueError):
-            return
-        if what == "ready":
-            ready.add(pid)
-        elif what == "start":
-            running[pid] = name
-        else:
-            on_epoch()
-
-
-def _death(futures: dict[Future, str], running: dict[int, str], ready: set[int], processes: dict) -> str:
-    """One line: which run's worker ended, and the likely cause."""
-    if not ready:
-        main = getattr(sys.modules.get("__main__"), "__file__", None)
-        return ("the worker processes ended while starting, before any run: each first imports this program's main "
-                f"module{f' ({Path(main).name})' if main else ''}; if it trains when imported, put that code under "
-                "`if __name__ == \"__main__\":` (the workers' error is printed above)")
-    causes = []
-    for pid, name in running.items():
-        code_ = getattr(processes.get(pid), "exitcode", None)
-        cause = ("killed by the system, most likely out of memory (or by a signal)" if code_ is None or code_ < 0
-                 else f"it exited with code {code_}")
-        causes.append(f"run {name}: its worker process ended ({cause})")
-    if not causes:
-        causes = ["a worker process ended abruptly (killed, most likely out of memory) before it said which of "
-                  + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
-                  + " it had taken"]
-    return "; ".join(causes) + "; the runs that had finished are kept, run the cell again to train the rest"
-
-
-def _check_main() -> None:
-    """Spawned workers first import this program's main module: stop early, in one line, where they cannot."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is None and path and not Path(path).is_file():
-        raise RuntimeError(f"the worker processes would import this program's main module, but it is {path!r}, "
-                           f"not a file: save the script to a file and run it as `python FILE.py`, or set "
-                           f"A3_WORKERS=0 to train in this process")
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down now: cancel what has not started and end the workers still training."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+def refuse_stale_code() -> None:
+    """Training in this process uses the helpers it imported: refuse, in one line, when their code has changed on
+    disk since (the key would say the new code trained)."""
+    edited = code.edited_since_import(code.closure(Path(workers.__file__)), {"models.py": frozenset(models.TABLES)})
+    if edited:
+        raise RuntimeError(f"A3_WORKERS=0 trains with the helpers this kernel imported, but {', '.join(edited)} "
+                           f"changed on disk since: restart the kernel, or unset A3_WORKERS to train in fresh workers")
 
 
 def note(line: str) -> None:
@@ -355,8 +313,9 @@ def best_on_validation(groups: dict[Any, list[History]]) -> Any:
 
 @dataclass
 class Search:
-    """A learning-rate search: the runs per rate (in seed order) and the rate chosen on validation."""
+    """A learning-rate search: the recipe, the runs per rate (in seed order) and the rate chosen on validation."""
 
+    recipe: Recipe
     runs: dict[float, list[History]]
     chosen: float
 
@@ -372,24 +331,35 @@ def neighbour(lr: float, up: bool) -> float:
     return float(f"{10 ** (step / 2):.0g}")
 
 
+def prefix(name: Any) -> str:
+    """A search's name as the prefix of its runs' names: ('cnn', 'demo') -> 'cnn_demo'."""
+    return "_".join(map(str, name if isinstance(name, tuple) else [name]))
+
+
 def tune(searches: dict[Any, tuple[Recipe, list[float]]], seeds: tuple[int, ...], profile: Profile,
          extensions: int = 3) -> dict[Any, Search]:
-    """For each search (name -> recipe, rates): train the recipe at each rate with each seed and choose the rate on
-    validation (best_on_validation); while a chosen rate is the highest or lowest tried, add the next rate beyond
-    it (at most `extensions` times). All searches train side by side."""
+    """For each search (name -> recipe, rates): train the recipe at each rate with each of `seeds` (the selection
+    seeds) and choose the rate on validation (best_on_validation); while a chosen rate is the highest or lowest
+    tried, add the next rate beyond it (at most `extensions` times). All searches train side by side."""
     grids = {name: list(rates) for name, (_, rates) in searches.items()}
     while True:
-        names = {(name, lr, seed): "_".join(map(str, name if isinstance(name, tuple) else [name])) + f"_lr{lr:g}_seed{seed}"
-                 for name, rates in grids.items() for lr in rates for seed in seeds}
-        runs = run({run_name: replace(searches[name][0], lr=lr, seed=seed)
-                    for (name, lr, seed), run_name in names.items()}, profile)
+        runs = run({n: r for name, rates in grids.items() for n, r in grid(prefix(name), searches[name][0], rates,
+                                                                            seeds).items()}, profile)
         found = {}
         for name, rates in grids.items():
-            groups = {lr: [runs[names[(name, lr, seed)]] for seed in seeds] for lr in sorted(rates, reverse=True)}
-            found[name] = Search(groups, best_on_validation(groups))
+            groups = {lr: [runs[run_name(prefix(name), replace(searches[name][0], lr=lr, seed=s))] for s in seeds]
+                      for lr in sorted(rates, reverse=True)}
+            found[name] = Search(searches[name][0], groups, best_on_validation(groups))
         edge = [name for name, result in found.items() if not result.inside]
         if not edge or extensions == 0:
             return found
         for name in edge:
             grids[name].append(neighbour(found[name].chosen, up=found[name].chosen == max(grids[name])))
         extensions -= 1
+
+
+def at_chosen_rates(searches: dict[Any, Search], seeds: tuple[int, ...], profile: Profile) -> dict[Any, list[History]]:
+    """Each search's recipe trained at its chosen rate with `seeds` (the reported seeds), in seed order."""
+    recipes = {name: grid(prefix(name), s.recipe, [s.chosen], seeds) for name, s in searches.items()}
+    runs = run({n: r for named in recipes.values() for n, r in named.items()}, profile)
+    return {name: [runs[n] for n in named] for name, named in recipes.items()}

@@ -29,7 +29,9 @@ def synthetic_data(train: int = 640, test: int = 200, validation: int = 100, see
             images[labels == c, 0, row:row + 4, col:col + 4] += 0.7
         return (images * 255).round().to(torch.uint8), labels
 
-    return Splits(*make(train), *make(validation), *make(test), train_eval=min(train, 200))
+    places = torch.randperm(train + validation, generator=generator)  # where each image sits in the "file"
+    return Splits(*make(train), *make(validation), *make(test), train_eval=min(train, 200),
+                  train_index=places[validation:], validation_index=places[:validation])
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +45,13 @@ def data() -> Splits:
 
 
 CPU = torch.device("cpu")
+
+
+def hang(name: str) -> dict:
+    """A job for a worker that starts its run, then never reports again (a hung worker)."""
+    import time
+
+    from helpers import workers
+    workers.report("start", name)
+    time.sleep(600)
+    return {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_real_data, synthetic_data
-from helpers import code, config, device, experiments, models, workers
+from helpers import code, config, device, experiments, models, pool, workers
 from helpers.experiments import run, write_json
 from helpers.training import Recipe
 
@@ -123,7 +123,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-PARENT_SIDE = ("config.py", "experiments.py", "report.py", "tables.py", "summary.py", "plotting.py")
+PARENT_SIDE = ("config.py", "experiments.py", "pool.py", "report.py", "tables.py", "summary.py", "plotting.py")
 
 
 def test_the_key_holds_the_code_of_every_file_a_worker_imports_found_from_the_imports(project):
@@ -140,8 +140,36 @@ def test_an_edit_of_one_network_retrains_only_that_networks_runs(project):
     assert experiments.code_key(models.spec("base")) == mlp and experiments.code_key(models.spec("cnn")) != cnn
     edit(project / "models.py", '"wider": (1024, 1024)', '"wider": (1536, 1536)')  # a table: in the spec, not the code
     assert experiments.code_key(models.spec("wider")) == mlp and models.spec("wider")["hidden_sizes"] == [1536, 1536]
-    edit(project / "models.py", "layers += [nn.Linear(width, size), nn.ReLU()]",
-         "layers += [nn.Linear(width, size), nn.ReLU(), nn.Linear(size, size)]")
+    edit(project / "models.py", "layers.append(nn.Linear(width, NUM_CLASSES))",
+         "layers.append(nn.Linear(width, NUM_CLASSES, bias=False))")
+    assert experiments.code_key(models.spec("base")) != mlp
+
+
+def test_the_key_of_a_network_holds_the_blocks_and_functions_it_uses(project):
+    """A block class and a helper function that only the CNN uses: editing either retrains the CNN's runs and no
+    MLP's; a constant both use retrains both."""
+    edit(project / "models.py", "class SmallCNN(nn.Module):", textwrap.dedent('''
+        def conv(c_in: int, c_out: int) -> nn.Conv2d:
+            return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+
+
+        class ConvBlock(nn.Sequential):
+            def __init__(self, c_in: int, c_out: int):
+                super().__init__(conv(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+        class SmallCNN(nn.Module):'''))
+    edit(project / "models.py", "nn.Conv2d(c2, c3, 3, padding=1, bias=False), nn.BatchNorm2d(c3), nn.ReLU(),",
+         "ConvBlock(c2, c3),")
+    mlp, cnn = (experiments.code_key(models.spec(name)) for name in ("base", "cnn"))
+    edit(project / "models.py", "super().__init__(conv(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU())",
+         "super().__init__(conv(c_in, c_out), nn.BatchNorm2d(c_out), nn.GELU())")
+    block = experiments.code_key(models.spec("cnn"))
+    assert block != cnn and experiments.code_key(models.spec("base")) == mlp
+    edit(project / "models.py", "return nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)",
+         "return nn.Conv2d(c_in, c_out, 3, padding=1, bias=True)")
+    assert experiments.code_key(models.spec("cnn")) != block and experiments.code_key(models.spec("base")) == mlp
+    edit(project / "models.py", "NUM_CLASSES = len(CLASS_NAMES)", "NUM_CLASSES = 0 + len(CLASS_NAMES)")
     assert experiments.code_key(models.spec("base")) != mlp
 
 
@@ -160,7 +188,7 @@ def test_the_closure_is_what_a_worker_loads():
     the worker module and trained a run."""
     script = ("import sys; sys.path.insert(0, 'tests'); import helpers.workers as w; from conftest import synthetic_data;"
               "from helpers.training import Recipe; import torch;"
-              "w.fit(w.models.build('base'), synthetic_data(), Recipe(model='base', lr=0.1, epochs=1, gradient_epochs=1),"
+              "w.fit(w.models.build('base'), synthetic_data(), Recipe(model='base', lr=0.1, epochs=1, gradient_steps=100, probe_images=128),"
               " torch.device('cpu')); w.peak_memory_mb();"
               "print(sorted(m.split('.')[-1] for m in sys.modules if m.startswith('helpers.')))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -269,7 +297,7 @@ def timeless(history) -> dict:
 def test_side_by_side_and_in_this_process_give_the_same_histories(tmp_path, monkeypatch):
     """Real data, spawned workers: two recipes trained by 2 workers equal the same two trained in this process."""
     monkeypatch.delenv("A3_RERUN", raising=False)
-    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=2, gradient_epochs=1),
+    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=2, gradient_steps=100, probe_images=128),
                "cnn": Recipe(model="cnn", lr=0.01, epochs=1, optimizer="adamw", flip=True)}
     results = {}
     for count in (0, 2):
@@ -384,7 +412,7 @@ def last_line(done: subprocess.CompletedProcess) -> str:
 def test_a_script_without_the_main_guard_gets_one_line_naming_the_fix(tmp_path):
     done = go(copy_project(tmp_path, RUN_TWO, guard=False))
     assert done.returncode != 0
-    assert last_line(done).startswith("helpers.experiments.WorkerDied: the worker processes ended while starting")
+    assert last_line(done).startswith("helpers.pool.WorkerDied: the worker processes ended while starting")
     assert 'if __name__ == "__main__":' in last_line(done) and "go.py" in last_line(done)
 
 
@@ -416,3 +444,66 @@ def test_a_worker_holds_the_images_once():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.strip().splitlines()[-1]) == 70_000 * 28 * 28
+
+
+def test_a_death_and_a_finish_in_one_poll_save_the_finished_run_before_the_death_is_reported():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    finished, broken = Future(), Future()
+    finished.set_result({"test_accuracy": [0.9]})
+    broken.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    for order in ([finished, broken], [broken, finished]):  # whichever the poll lists first
+        saved = []
+        reports = pool.Reports(ready={1, 2}, running={1: "short", 2: "long"})
+        with pytest.raises(pool.WorkerDied, match="^run long: its worker process ended abruptly") as error:
+            pool.collect(dict.fromkeys(order), {finished: "short", broken: "long"},
+                         lambda name, result: saved.append(name), reports)
+        assert saved == ["short"] and "\n" not in str(error.value)
+
+
+def test_a_worker_that_goes_silent_is_stopped_and_named(tmp_path):
+    from conftest import hang
+    started = time.time()
+    with pytest.raises(pool.WorkerDied, match=r"^run stuck: its worker has sent nothing for 0\.\d min") as error:
+        pool.train({"stuck": ("stuck",)}, 1, lambda name, result: None, lambda: None, {"stuck": 3.0}, function=hang)
+    assert time.time() - started < 60 and "run the cell again" in str(error.value)
+    assert not pool.spawned_since(started)  # the worker was ended, not left sleeping
+
+
+def test_a_worker_that_cannot_import_helpers_says_so_with_the_path(tmp_path):
+    """A helpers file edited into one that cannot be imported (here: a module that does not exist), after the
+    script imported helpers: the workers cannot import it, and the one line says so, with the folder they tried."""
+    project = copy_project(tmp_path, '''
+        splits = Path("helpers") / "splits.py"
+        splits.write_text(splits.read_text(encoding="utf-8") + "\\nimport no_such_module_here\\n", encoding="utf-8")
+        experiments.run({"a": Recipe(model="base", lr=0.1, epochs=1)}, profile, workers_=1)
+    ''')
+    done = go(project)
+    assert done.returncode != 0
+    assert last_line(done) == (f"helpers.pool.WorkerDied: a worker could not import helpers from {project} "
+                               f"(ModuleNotFoundError: No module named 'no_such_module_here')")
+
+
+def test_training_in_this_process_refuses_helpers_that_changed_on_disk_since_they_were_imported(profile, monkeypatch):
+    """A3_WORKERS=0 trains with the modules this process imported: when a file has changed since (its code, not a
+    comment or a table), one line refuses instead of storing the old code's numbers under the new code's key."""
+    training = Path(code.PACKAGE) / "training.py"
+    imported = code.IMPORTED[training.resolve()]
+    quiet_run({"tiny": TINY}, profile)  # unchanged: trains
+    monkeypatch.setitem(code.IMPORTED, training.resolve(), imported.replace("# Q1.6: the mean gradient", "# edited"))
+    quiet_run({"tiny": replace(TINY, seed=1)}, profile)  # a comment differs: still the same code
+    monkeypatch.setitem(code.IMPORTED, training.resolve(),
+                        imported.replace("        loss.backward()\n", "        loss.backward()\n        pass\n"))
+    with pytest.raises(RuntimeError, match="^A3_WORKERS=0 trains with the helpers this kernel imported, but "
+                                           "training.py changed on disk since: restart the kernel"):
+        quiet_run({"tiny": replace(TINY, seed=2)}, profile)
+    models_py = Path(code.PACKAGE) / "models.py"
+    monkeypatch.setitem(code.IMPORTED, training.resolve(), imported)
+    monkeypatch.setitem(code.IMPORTED, models_py.resolve(), code.IMPORTED[models_py.resolve()].replace(
+        '"wider": (1024, 1024)', '"wider": (1536, 1536)'))  # a table is data, sent with the run: no refusal
+    quiet_run({"tiny": replace(TINY, seed=3)}, profile)
+
+
+def test_every_helpers_module_imported_is_kept_as_it_was_imported():
+    assert {p.name for p in code.IMPORTED} >= {p.name for p in code.closure(ROOT / "helpers" / "workers.py")}
+    assert all(text == p.read_text(encoding="utf-8") for p, text in code.IMPORTED.items() if p.parent == code.PACKAGE)

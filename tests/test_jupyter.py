@@ -1,6 +1,8 @@
 """The Jupyter habits, with a real kernel (nbclient): edit a cell and run it again in the same kernel, undo the
-edit, let two cells ask for one rate; interrupt a cell that trains, or lose the kernel while it trains; Run All,
-edit helpers/models.py on disk and run Q1.5 again without a restart; a rate that diverges through the report."""
+edit, let two cells ask for one rate; interrupt a cell that trains (once, or twice in quick succession), or lose the
+kernel while it trains; edit the training step on disk and train in the kernel itself (A3_WORKERS=0); a kernel that
+imported torch elsewhere and then changed into the project; Colab's Restart session then Run all; Run All, edit
+helpers/models.py on disk and run Q1.5 again without a restart; a rate that diverges through the report."""
 import json
 import re
 import shutil
@@ -14,6 +16,7 @@ import nbformat
 import psutil
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbclient.util import run_sync
 
 from conftest import ROOT, needs_real_data
@@ -66,8 +69,7 @@ def test_edit_a_recipe_run_the_cell_again_then_undo_the_edit(tmp_path, monkeypat
 
 
 CHASE = """rates = [0.1, 0.5]
-chase = experiments.run({f"lr{lr:g}_seed0": replace(demo, lr=lr, epochs=3, min_epochs=1, target_accuracy=0.99, patience=1)
-                         for lr in rates}, profile)
+chase = experiments.run({f"lr{lr:g}_seed0": replace(demo, lr=lr, epochs=3) for lr in rates}, profile)
 print({name: run.recipe.epochs for name, run in chase.items()})"""
 SWEEP = """sweep = experiments.run({f"lr{lr:g}_seed0": replace(demo, lr=lr) for lr in [0.5, 0.3]}, profile)
 print({name: run.recipe.epochs for name, run in sweep.items()})"""
@@ -139,6 +141,30 @@ def test_interrupting_a_cell_stops_its_workers_and_keeps_the_finished_runs(tmp_p
         again = run_cell(client, notebook, 0, SETUP.format(results=str(tmp_path)) + "\nprint('alive')")
         assert "alive" in again  # the same kernel goes on
     assert [p.name.split("-")[0] for p in tmp_path.glob("*.json")] == ["short"]
+
+
+@needs_real_data
+@needs_sigkill
+def test_interrupting_twice_in_quick_succession_still_stops_every_worker(tmp_path, monkeypatch):
+    """A second Ctrl-C that lands while the first one is stopping the workers: none is left training."""
+    monkeypatch.delenv("A3_RERUN", raising=False)
+    with training_in_a_kernel(tmp_path) as (client, notebook, pid, message):
+        assert wait_for(lambda: len(workers_of(pid)) == 2, 60), "no workers started"
+        workers = workers_of(pid)
+        time.sleep(1)
+        kernel_process = psutil.Process(pid)
+        for _ in range(2):
+            kernel_process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        stopped = wait_for(lambda: not alive(workers), 15)
+        survivors = alive(workers)
+        for worker in survivors:
+            psutil.Process(worker).kill()
+        assert stopped, f"workers still training after two interrupts: {survivors}"
+        reply = run_sync(client.kc.get_shell_msg)(timeout=60)
+        assert reply["parent_header"]["msg_id"] == message and reply["content"]["ename"] == "KeyboardInterrupt"
+        again = run_cell(client, notebook, 0, SETUP.format(results=str(tmp_path)) + "\nprint('alive')")
+        assert "alive" in again
 
 
 @needs_real_data
@@ -216,4 +242,79 @@ def test_run_all_then_edit_the_networks_on_disk_and_run_q1_5_again_with_a_diverg
         wider = 784 * 1536 + 1536 + 1536 * 1536 + 1536 + 1536 * 10 + 10
         assert '"wider": (1536, 1536)' in text                     # the code shown
         assert f"{wider:,}" in text and "1,863,690" not in text    # the table: the new network's parameters
-        assert "wider_lr0.1_seed0: the network changed (hidden_sizes [1024, 1024] -> [1536, 1536]); training it" in text
+        assert re.search(r"wider_lr[\d.]+_seed\d+: the network changed \(hidden_sizes \[1024, 1024\] -> \[1536, 1536\]\); "
+                         r"training it", text)
+
+
+@needs_real_data
+def test_an_edited_training_step_is_refused_in_the_kernel_itself_until_it_restarts(tmp_path, monkeypatch):
+    """A3_WORKERS=0 in a copy of the project: train; add gradient clipping after loss.backward() in
+    helpers/training.py; run the cell again in the same kernel: one line refuses (the kernel's code is the old one,
+    the key would be the new one's) and nothing is stored; after a restart the edited code trains."""
+    monkeypatch.delenv("A3_RERUN", raising=False)
+    monkeypatch.setenv("A3_WORKERS", "0")
+    project = project_copy(tmp_path)
+    setup = SETUP.format(results=str(tmp_path / "results")).replace("config.get_profile(\"quick\")",
+                                                                     f"config.get_profile(\"quick\"), data_root=Path({str(ROOT / 'data')!r})")
+    cell = 'print(experiments.run({"probe": replace(demo, lr=1.0)}, profile)["probe"].step_loss[-1])'
+    client, notebook = kernel([setup, cell], project)
+    with client.setup_kernel():
+        run_cell(client, notebook, 0)
+        first = run_cell(client, notebook, 1)
+        training = project / "helpers" / "training.py"
+        text = training.read_text(encoding="utf-8")
+        training.write_text(text.replace("        loss.backward()\n", "        loss.backward()\n"
+                                         "        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)\n"), encoding="utf-8")
+        with pytest.raises(CellExecutionError, match="A3_WORKERS=0 trains with the helpers this kernel imported, but "
+                                                     "training.py changed on disk since"):
+            run_cell(client, notebook, 1)
+    assert len(list((tmp_path / "results").glob("probe-*.json"))) == 1  # only the first, honest one
+    client, notebook = kernel([setup, cell], project)
+    with client.setup_kernel():  # a restarted kernel imports the edited code
+        run_cell(client, notebook, 0)
+        clipped = run_cell(client, notebook, 1)
+    assert "the code of a run changed (training.py)" in clipped and clipped.splitlines()[-1] != first.splitlines()[-1]
+
+
+@needs_real_data
+def test_workers_import_helpers_after_the_kernel_changed_into_the_project(tmp_path, monkeypatch):
+    """The kernel starts elsewhere and imports torch there (multiprocessing then remembers that folder), then
+    changes into the project, as Colab's first cell does: the spawned workers still import the project's helpers."""
+    monkeypatch.delenv("A3_RERUN", raising=False)
+    project = project_copy(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    setup = SETUP.format(results=str(tmp_path / "results")).replace("config.get_profile(\"quick\")",
+                                                                     f"config.get_profile(\"quick\"), data_root=Path({str(ROOT / 'data')!r})")
+    client, notebook = kernel([f"import torch, os, sys\nsys.path = [p for p in sys.path if p not in ('', {str(project)!r})]\n"
+                               f"os.chdir({str(project)!r})\nsys.path.insert(0, '')", setup,
+                               'print(len(experiments.run({"a": demo, "b": replace(demo, seed=1)}, profile, workers_=2)))'],
+                              elsewhere)
+    with client.setup_kernel():
+        for index in range(3):
+            out = run_cell(client, notebook, index)
+    assert out.strip().endswith("2") and "trained 2 of 2 runs" in out
+
+
+@needs_real_data
+def test_colab_restart_session_then_run_all_finds_the_clone_it_made(tmp_path):
+    """The first cell in Colab (google.colab stood in for, REPO_URL a local git repository of the project): the
+    first session clones and changes into the clone; after a restart (a new kernel in the same folder) Run all finds
+    the clone instead of cloning again, and helpers imports from it."""
+    import subprocess
+    repo = project_copy(tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project"], cwd=repo, check=True)
+    content = tmp_path / "content"
+    content.mkdir()
+    bootstrap = next(c for c in nbformat.read(NOTEBOOK, as_version=4).cells if "remove_cell" in c.metadata.get("tags", []))
+    source = bootstrap.source.replace('REPO_URL = ""', f"REPO_URL = {str(repo)!r}")
+    colab = "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')"
+    check = "import os, helpers\nprint(os.getcwd(), helpers.__file__)"
+    for session in range(2):
+        client, notebook = kernel([colab, source, check], content)
+        with client.setup_kernel():
+            for index in range(3):
+                out = run_cell(client, notebook, index)
+        assert out.split() == [str(content / "assignment3"), str(content / "assignment3" / "helpers" / "__init__.py")], session

@@ -1,0 +1,187 @@
+"""Runs side by side: a ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (one CPU thread each) that
+report on a queue, so that a cell can say which run a dead worker held, stop a worker that has gone silent, keep
+every run that finished, and end all its workers when interrupted (twice, too). Only public APIs are used: the
+workers' process ids come from their own reports, and psutil ends them.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from . import workers
+from .code import PACKAGE
+
+# A worker's first code: import helpers from this project (saying so, with the path, when it cannot), then start.
+BOOT = """
+import os, sys
+sys.path.insert(0, path)
+try:
+    from helpers import workers
+except BaseException as error:
+    events.put(("failed", os.getpid(), f"a worker could not import helpers from {path} ({type(error).__name__}: {error})"))
+    raise SystemExit(1)
+workers.start(events)
+"""
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended abruptly while training (killed, out of memory, crashed), or went silent."""
+
+
+@dataclass
+class Reports:
+    """What the workers said: who is ready, which run each is training, when each was last heard from."""
+
+    ready: set[int] = field(default_factory=set)
+    running: dict[int, str] = field(default_factory=dict)
+    heard: dict[int, float] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+    def read(self, events: Any, on_epoch: Callable[[], None]) -> None:
+        """Take every report waiting on the queue."""
+        while True:
+            try:
+                kind, pid, name = events.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+            self.heard[pid] = time.monotonic()
+            if kind == "ready":
+                self.ready.add(pid)
+            elif kind == "start":
+                self.running[pid] = name
+            elif kind == "failed":
+                self.failed.append(name)
+            else:
+                on_epoch()
+
+    def finished(self, name: str) -> None:
+        self.running = {pid: run for pid, run in self.running.items() if run != name}
+
+
+def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None], on_epoch: Callable[[], None],
+          silence: dict[str, float], function: Callable[..., dict] = workers.train_one) -> None:
+    """Run `function(*job)` for every job on `count` spawned workers, calling `save(name, result)` as each
+    finishes. A worker that dies, or whose run sends nothing for `silence[name]` seconds, stops the call with one
+    line naming its run, after every finished result is saved."""
+    _check_main()
+    if str(PACKAGE.parent) not in sys.path:  # spawned workers start with this process's sys.path
+        sys.path.insert(0, str(PACKAGE.parent))
+    context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
+    events = context.Queue()
+    started = time.time()
+    pool = ProcessPoolExecutor(count, mp_context=context, initializer=exec,
+                               initargs=(BOOT, {"events": events, "path": str(PACKAGE.parent)}))
+    reports = Reports()
+    try:
+        futures = {pool.submit(function, *job): name for name, job in jobs.items()}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            reports.read(events, on_epoch)
+            collect(done, futures, save, reports)
+            for pid, name in reports.running.items():
+                quiet = time.monotonic() - reports.heard[pid]
+                if quiet > silence[name]:
+                    raise WorkerDied(f"run {name}: its worker has sent nothing for {quiet / 60:.1f} min, more than "
+                                     f"{silence[name] / 60:.1f} min that an epoch may take here; it was stopped. The "
+                                     f"runs that had finished are kept; run the cell again to retry it")
+    finally:
+        stop(pool, started)
+        events.close()
+
+
+def collect(done: set[Future], futures: dict[Future, str], save: Callable[[str, dict], None],
+            reports: Reports) -> None:
+    """Save every finished run among `done`, then raise for a worker that died or a run that failed."""
+    errors = []
+    for future in done:
+        error = future.exception()
+        if error is None:
+            reports.finished(futures[future])
+            save(futures[future], future.result())
+        else:
+            errors.append(error)
+    for error in errors:  # a run's own error before the broken pool it may have caused
+        if not isinstance(error, BrokenProcessPool):
+            raise error
+    if errors:
+        raise WorkerDied(death(futures, reports)) from None
+
+
+def death(futures: dict[Future, str], reports: Reports) -> str:
+    """One line: which run's worker ended, and the likely cause."""
+    if reports.failed:
+        return reports.failed[0]
+    if not reports.ready and (error := import_error()):
+        return f"a worker could not import helpers from {PACKAGE.parent} ({error})"
+    if not reports.ready:
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        return ("the worker processes ended while starting, before any run: each first imports this program's main "
+                f"module{f' ({Path(main).name})' if main else ''}; if it trains when imported, put that code under "
+                "`if __name__ == \"__main__\":` (the workers' error is printed above)")
+    causes = [f"run {name}: its worker process ended abruptly (killed by the system, most likely out of memory, or "
+              f"crashed)" for name in reports.running.values()]
+    if not causes:
+        causes = ["a worker process ended abruptly (killed, most likely out of memory) before it said which of "
+                  + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
+                  + " it had taken"]
+    return "; ".join(causes) + "; the runs that had finished are kept, run the cell again to train the rest"
+
+
+def import_error() -> str | None:
+    """Why a fresh Python process cannot import this project's helpers (the last line of its error), or None."""
+    done = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(PACKAGE.parent)!r}); "
+                           "import helpers.workers"], capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    return (lines[-1] if lines else f"exit code {done.returncode}") if done.returncode else None
+
+
+def _check_main() -> None:
+    """Spawned workers first import this program's main module: stop early, in one line, where they cannot."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if getattr(main, "__spec__", None) is None and path and not Path(path).is_file():
+        raise RuntimeError(f"the worker processes would import this program's main module, but it is {path!r}, "
+                           f"not a file: save the script to a file and run it as `python FILE.py`, or set "
+                           f"A3_WORKERS=0 to train in this process")
+
+
+def spawned_since(started: float) -> list[psutil.Process]:
+    """This process's worker processes (spawned by multiprocessing) started since `started` (seconds since 1970)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.create_time() >= started - 1 and "spawn_main" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:  # ended meanwhile
+            pass
+    return found
+
+
+def stop(pool: ProcessPoolExecutor, started: float) -> None:
+    """Shut the pool down now: cancel what has not started and end every worker still running. An interrupt
+    while stopping (a second Ctrl-C) does not stop the stopping; it is raised afterwards."""
+    interrupted: BaseException | None = None
+    for attempt in range(3):
+        try:
+            for process in spawned_since(started):
+                try:
+                    process.terminate()
+                except psutil.Error:
+                    pass
+            pool.shutdown(wait=True, cancel_futures=True)
+            break
+        except KeyboardInterrupt as error:
+            interrupted = error
+    if interrupted is not None:
+        raise interrupted
