@@ -30,6 +30,8 @@ from torchvision import datasets  # noqa: E402
 from torchvision.transforms import ToTensor  # noqa: E402
 
 from helpers import models, workers  # noqa: E402
+from helpers.experiments import CNN_SCHEME, epoch_seconds  # noqa: E402
+from helpers.experiments import DEMO as DEMO_SCHEME  # noqa: E402
 from helpers.config import get_profile  # noqa: E402
 from helpers.device import matmul_gflops  # noqa: E402
 from helpers.kernels import PINNED  # noqa: E402
@@ -38,9 +40,8 @@ from helpers.training import Recipe, fit  # noqa: E402
 
 PROFILE = get_profile("full")
 ACCURACY_LIMIT = 0.015
-DEMO = Recipe(model="base", lr=1e-3, epochs=3)
-CNN = Recipe(model="cnn", lr=0.01, epochs=2, optimizer="adamw", weight_decay=0.05, schedule="onecycle",
-             batch_size=128, flip=True)
+DEMO = replace(DEMO_SCHEME, epochs=3)
+CNN = replace(CNN_SCHEME, epochs=2)
 CPU = torch.device("cpu")
 
 
@@ -52,7 +53,7 @@ def quickstart() -> tuple[float, float]:
     kept = split_order(len(train))[PROFILE.validation_samples:].tolist()
     loader = DataLoader(Subset(train, kept), batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0))
     model, loss_fn = models.build("base"), nn.CrossEntropyLoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=DEMO.lr)
     seconds, accuracies = [], []
     for _ in range(DEMO.epochs):
         start = time.perf_counter()
@@ -68,14 +69,6 @@ def quickstart() -> tuple[float, float]:
             correct = sum((model(X).argmax(1) == y).sum().item() for X, y in DataLoader(test, batch_size=64))
         accuracies.append(correct / len(test))
     return statistics.median(seconds[1:]), accuracies[1]
-
-
-def epoch_flops(recipe: Recipe) -> float:
-    """FLOPs of one epoch: training steps and the evaluations of the train sample, validation and test sets."""
-    sizes = PROFILE.data_sizes
-    evaluated = sizes["train_eval"] + sizes["validation"] + sizes["test"]
-    multiply_adds, training = models.flops(models.build(recipe.model))
-    return sizes["train"] * training + evaluated * 2 * multiply_adds
 
 
 def splits():
@@ -123,7 +116,7 @@ def main() -> int:
     print(f"floor: float32 matrix multiply {rate:.0f} GFLOP/s on one core")
     pinned, native = one_epoch("avx2"), one_epoch("native")
     for name, recipe in (("mlp", DEMO), ("cnn", CNN)):
-        floor = epoch_flops(recipe) / (rate * 1e9)
+        floor = epoch_seconds(recipe, PROFILE, rate)
         print(f"{name.upper()} epoch (train + evaluate, 1 thread): {pinned[name]:.2f} s with {pinned['kernels']} "
               f"kernels, {native[name]:.2f} s with {native['kernels']} ({pinned[name] / native[name]:.2f}x); "
               f"floor {floor:.2f} s -> {pinned[name] / floor:.2f}x floor")

@@ -1,7 +1,9 @@
-"""The networks: the demo MLP and its wider and deeper variants (Q1.5), and the small CNN (Q1.7).
+"""The networks: the demo MLP and its wider and deeper variants (Q1.5), the MLP with BatchNorm and the small CNN
+(Q1.7).
 
-A run names its network ("base", "deeper", "wider" or "cnn"); `spec` turns the name into plain data read from
-this file as it is on disk now, so an edit of STRUCTURES or CNN_CHANNELS applies without a kernel restart.
+A run names its network: a key of STRUCTURES ("base", "deeper", "wider"), the same with "+bn" (BatchNorm after
+each hidden layer), or "cnn". `spec` turns the name into plain data read from this file as it is on disk now, so
+an edit of STRUCTURES or CNN_CHANNELS applies without a kernel restart.
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import code
+from .data import CLASS_NAMES, IMAGE_SIZE
 
-INPUT_SIZE = 28 * 28
-NUM_CLASSES = 10
+INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
+NUM_CLASSES = len(CLASS_NAMES)
+BATCHNORM = "+bn"  # "base+bn": the base MLP with BatchNorm after each hidden layer (Q1.7)
 
 # Q1.5: hidden layer sizes. "base" is the PyTorch quickstart network (784-512-512-10).
 STRUCTURES = {
@@ -33,14 +37,15 @@ TABLES = ("STRUCTURES", "CNN_CHANNELS")  # what a network spec carries (so the k
 
 
 class MLP(nn.Module):
-    """Flatten, then Linear+ReLU per hidden layer, then Linear to 10 logits (the demo network by default)."""
+    """Flatten, then per hidden layer Linear (+ BatchNorm) + ReLU, then Linear to the 10 logits."""
 
-    def __init__(self, hidden_sizes: tuple[int, ...] = (512, 512)):
+    def __init__(self, hidden_sizes: tuple[int, ...], batchnorm: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         width = INPUT_SIZE
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU()]
+            layers += [nn.Linear(width, size, bias=not batchnorm), *([nn.BatchNorm1d(size)] if batchnorm else []),
+                       nn.ReLU()]
             width = size
         layers.append(nn.Linear(width, NUM_CLASSES))
         self.flatten = nn.Flatten()
@@ -54,7 +59,7 @@ class SmallCNN(nn.Module):
     """Three 3x3 conv blocks (conv, 2x2 max-pool on the first two, BatchNorm, ReLU), then Linear to 10 logits.
     Pooling first (it commutes with ReLU) and the channels-last layout make it fast on a CPU."""
 
-    def __init__(self, channels: tuple[int, int, int] = (16, 32, 64)):
+    def __init__(self, channels: tuple[int, int, int]):
         super().__init__()
         c1, c2, c3 = channels
         self.features = nn.Sequential(
@@ -80,9 +85,12 @@ def spec(name: str) -> dict[str, Any]:
     mlps = structures()
     if name == "cnn":
         return {"network": "SmallCNN", "channels": list(code.constant(sys.modules[__name__], "CNN_CHANNELS"))}
-    if name not in mlps:
-        raise ValueError(f"model={name!r} is unknown; choose one of {[*mlps, 'cnn']} (STRUCTURES in helpers/models.py)")
-    return {"network": "MLP", "hidden_sizes": list(mlps[name])}
+    structure = name.removesuffix(BATCHNORM)
+    if structure not in mlps:
+        raise ValueError(f"model={name!r} is unknown; choose one of {[*mlps, 'cnn']}, or a structure with "
+                         f"{BATCHNORM!r} (STRUCTURES in helpers/models.py)")
+    return {"network": "MLP", "hidden_sizes": list(mlps[structure]),
+            **({"batchnorm": True} if name.endswith(BATCHNORM) else {})}
 
 
 def from_spec(network: dict[str, Any], seed: int = 0) -> nn.Module:
@@ -91,7 +99,7 @@ def from_spec(network: dict[str, Any], seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         if network["network"] == "SmallCNN":
             return SmallCNN(tuple(network["channels"]))
-        return MLP(tuple(network["hidden_sizes"]))
+        return MLP(tuple(network["hidden_sizes"]), network.get("batchnorm", False))
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
@@ -120,7 +128,7 @@ def flops(model: nn.Module, batch: int = 64) -> tuple[int, int]:
     """(multiply-adds of one forward pass of one image, FLOPs of one training step per image), counted by
     torch.utils.flop_counter on a copy of `model` (its weights, statistics and the random state stay as they were)."""
     model = copy.deepcopy(model).cpu()
-    images = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    images = torch.rand(batch, 1, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(batch) % NUM_CLASSES
     with FlopCounterMode(display=False) as forward:
         logits = model(images)
@@ -137,3 +145,8 @@ def _flops(network: str) -> tuple[int, int]:
 def training_flops(name: str) -> int:
     """FLOPs of one training step per image of network `name` (to train the longest runs first)."""
     return _flops(json.dumps(spec(name)))[1]
+
+
+def multiply_adds(name: str) -> int:
+    """Multiply-adds of one forward pass of one image of network `name`."""
+    return _flops(json.dumps(spec(name)))[0]

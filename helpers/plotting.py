@@ -1,7 +1,8 @@
 """Figures from Histories (never trains). Drawn at most as wide as an A4 page's text (7.4 in) and shown at their own
 size, so every font prints at 8 pt or more. One colour per learning rate and per network in every figure;
 solid = held-out data, dashed = train. A mean over the seeds is drawn only while every seed is still running;
-after that each seed goes on as a thin line that ends in a dot. Legends list only what is drawn."""
+after that each seed goes on as a thin line that ends in a dot. Every axis shows all of its curves and at least 4
+ticks; legends list only what is drawn."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,19 +11,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, SymmetricalLogLocator
 
 from . import models, report
 from .data import CLASS_NAMES
+from .experiments import SCHEMES
 from .report import Group
 
 plt.rcParams.update({"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8,
                      "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": 96, "savefig.dpi": 96,
                      "axes.grid": True, "grid.alpha": 0.3})
+try:  # sharp figures that print at their own size (Jupyter shows PNGs at twice the pixels)
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+    set_matplotlib_formats("retina")
+except ImportError:
+    pass
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
-RATE_COLORS = {1: "#d62728", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
+RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
                0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
-MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "cnn": "#222222"}
-SCHEMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}
+MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "base+bn": "#8c564b", "cnn": "#222222"}
+SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}
+assert set(SCHEME_NAMES) == set(SCHEMES)
 
 
 def color(key: Any) -> str:
@@ -31,8 +40,38 @@ def color(key: Any) -> str:
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', 'wider' or 'CNN'."""
-    return ("CNN" if models.is_cnn(key) else key) if isinstance(key, str) else f"lr {key:g}"
+    """'lr 0.1', 'wider', 'MLP + BatchNorm', 'CNN', or a (network, scheme) cell: 'CNN, demo scheme'."""
+    if isinstance(key, tuple):
+        return f"{label(key[0])}, {SCHEME_NAMES[key[1]]}"
+    if isinstance(key, str):
+        return {"cnn": "CNN", "base": "MLP", "base+bn": "MLP + BatchNorm"}.get(key, key)
+    return f"lr {key:g}"
+
+
+def _number(value: float, _: Any = None) -> str:
+    """A tick label: 3 significant digits, small and large values in scientific notation (3.08e-4)."""
+    if value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:.3g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _ticks(*axes: plt.Axes) -> None:
+    """4 to 8 labelled ticks on every value axis: on a log or symlog axis the first of decades, 1-2-5 steps or
+    finer steps that gives that many (else evenly spaced ticks); 4 to 6 on a linear one."""
+    for ax in axes:
+        for axis, scale, limits in ((ax.yaxis, ax.get_yscale(), ax.get_ylim()), (ax.xaxis, ax.get_xscale(), ax.get_xlim())):
+            if scale == "linear":  # epochs and steps are whole numbers
+                axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
+                continue
+            low, high = sorted(limits)
+            steps = [(1, 2, 5), (1,), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)]
+            candidates = ([LogLocator(subs=s) for s in steps] if scale == "log" else
+                          [SymmetricalLogLocator(linthresh=axis.get_transform().linthresh, base=10, subs=s) for s in steps])
+            fitting = [c for c in candidates if 4 <= sum(low <= v <= high for v in c.tick_values(low, high)) <= 8]
+            axis.set_major_locator(fitting[0] if fitting else MaxNLocator(nbins=5, min_n_ticks=4))
+            axis.set_major_formatter(FuncFormatter(_number))
+            axis.set_minor_formatter(NullFormatter())
 
 
 def _legend_below(fig: Figure, handles: list, names: list[str], space: float) -> None:
@@ -60,13 +99,14 @@ def _padded(series: list[list[float | None]]) -> np.ndarray:
 
 
 def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str, style: str = "-",
-          x0: float = 1, band: str = "range", dx: float = 1) -> bool:
+          x: np.ndarray | None = None, band: str = "range", x0: float = 1) -> bool:
     """Mean over the seeds while all of them have values, with a band (min to max, the 95 % confidence interval, or
-    none); after that each seed alone, thin, ending in a dot. Returns False when nothing could be drawn."""
+    none); after that each seed alone, thin, ending in a dot. `x`: the positions (default x0, x0 + 1, ...). Returns
+    False when nothing could be drawn."""
     values = _padded(series)
     if not np.isfinite(values).any():
         return False
-    x = x0 + dx * np.arange(values.shape[1])
+    x = x0 + np.arange(values.shape[1]) if x is None else np.asarray(x, float)[:values.shape[1]]
     together = int(np.argmin(np.all(np.isfinite(values), axis=0))) if not np.all(np.isfinite(values)) else values.shape[1]
     if together:
         mean = values[:, :together].mean(axis=0)
@@ -88,29 +128,31 @@ def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str
 
 
 def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
-    """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch, per rate or network;
-    (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.75))
-    top = 1.15 * max([v for runs in groups.values() for r in runs for v in r.train_loss + r.test_loss] + [0.5])
+    """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch (log scale), per rate or
+    network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.0))
     for key, runs in groups.items():
         first = runs[0]
         window = max(1, first.steps_per_epoch // 20)
         if len(first.step_loss) >= window:
             smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid")
-            left.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, np.minimum(smooth, top),
-                      color=color(key), lw=0.8, label=label(key))
+            left.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, smooth, color=color(key), lw=0.8,
+                      label=label(key))
         seeds(right, [r.test_loss for r in runs], color(key), label(key))
         seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
         for run in runs:
             if run.diverged:
                 left.annotate(f"seed {run.recipe.seed} diverged at step {run.diverged_step}",
-                              (run.diverged_step / run.steps_per_epoch, top * 0.95), color=color(key), fontsize=8)
-    left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed)")
-    right.set_title(f"(b) per epoch, {len(next(iter(groups.values())))} seeds")
+                              (run.diverged_step / run.steps_per_epoch, 0.5), xycoords=("data", "axes fraction"),
+                              color=color(key), fontsize=8)
+    left.set_yscale("log")
+    left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed; log scale)")
+    right.set_title(f"(b) loss per epoch, {len(next(iter(groups.values())))} seeds")
+    right.set_ylim(bottom=0)
     for ax in (left, right):
-        ax.set_ylim(0, top)
         ax.set_xlabel("epoch")
     left.set_ylabel("cross-entropy loss")
+    _ticks(left, right)
     handles, names = left.get_legend_handles_labels()
     handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
     fig.suptitle(title, fontsize=9)
@@ -118,74 +160,114 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
     return fig
 
 
-def epoch_curves(groups: dict[Any, Group], target: float | None = None, low: float = 0.0) -> Figure:
-    """Per epoch, mean over the seeds (band: min to max): (a) validation accuracy, (b) validation loss, solid.
-    Keyed by rate (Q1.3): train accuracy and loss dashed too, the target dotted, a rate below `low` left out and
-    named. Keyed by (network, scheme) (Q1.7): the demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.9))
-    hidden = []
+def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
+    """Q1.3 per epoch, mean over the seeds (band: min to max): (a) test error = 1 − accuracy on a log scale, with
+    validation and train dashed lighter, the target dotted; (b) test loss (solid) and train loss (dashed)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.2))
     for key, runs in groups.items():
-        if max((v for r in runs for v in r.train_accuracy + r.validation_accuracy), default=0) < low:
-            hidden.append(key)
-            continue
-        network, scheme = key if isinstance(key, tuple) else (key, None)
-        name = f"{label(network) if models.is_cnn(network) else 'MLP'}, {SCHEMES[scheme]}" if scheme else label(network)
-        for ax, series in ((left, "accuracy"), (right, "loss")):
-            seeds(ax, [getattr(r, f"validation_{series}") for r in runs], color(network), name if ax is left else "_",
-                  "--" if scheme == "demo" else "-")
-            if scheme is None:
-                seeds(ax, [getattr(r, f"train_{series}") for r in runs], color(network), "_", "--",
-                      x0=0.5 if series == "loss" else 1)  # the train loss is the mean over the epoch
-    if target is not None:
-        left.axhline(target, color="black", lw=0.8, ls=":")
-    left.set_ylim(bottom=low or None)
-    if not isinstance(next(iter(groups)), tuple):
-        right.set_ylim(0, 1.0)
-    left.set_title("(a) accuracy" + (f"; dotted: {100 * target:g} %" if target else "")
-                   + "".join(f"; {label(k)} below {100 * low:g} %" for k in hidden))
+        seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
+        seeds(left, [[100 * (1 - a) for a in r.train_accuracy] for r in runs], color(key), "_", ":", band="none")
+        seeds(right, [r.test_loss for r in runs], color(key), "_")
+        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+    left.axhline(100 * (1 - target), color="black", lw=0.8, ls="--")
+    left.set_yscale("log")
+    left.set_title(f"(a) error = 100 − accuracy (%), log; dashed: {100 * target:g} % accuracy")
+    left.set_ylabel("error (%)")
     right.set_title("(b) cross-entropy loss")
+    right.set_ylim(bottom=0)
     for ax in (left, right):
         ax.set_xlabel("epoch")
+    _ticks(left, right)
     handles, names = left.get_legend_handles_labels()
-    if not isinstance(next(iter(groups)), tuple):
-        handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
-        names += ["validation", "train"]
-    _legend_below(fig, handles, names, 0.12)
+    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls=":"),
+                plt.Line2D([], [], color="0.2", ls="--")]
+    fig.suptitle(title, fontsize=9)
+    _legend_below(fig, handles, names + ["test (a, b)", "train (a)", "train (b)"], 0.1)
     return fig
 
 
-def gradient_means(groups: dict[float, Group], demo: float) -> Figure:
-    """Q1.6, per rate (mean over the seeds, band: 95 % confidence interval): the signed mean over the first 100
-    steps (a: the rates that learned quickly, b: the demo rate, c: the rates that did not learn, each on its own
-    axis), the mean |gradient| over those steps (d), and both over the traced epochs as 50-step means (e, f)."""
-    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 2.95))
-    (slow, own, failed), (size, signed, sizes) = grid
+def first_steps(groups: dict[float, Group]) -> Figure:
+    """Q1.6, the assignment's plot: over the first 100 training steps, per rate (mean over the seeds, band: 95 %
+    confidence interval), (a) the signed mean of the gradients and (b) their mean absolute value (log scale)."""
+    fig, (signed, size) = plt.subplots(1, 2, figsize=(WIDTH, 2.2))
     for lr, runs in groups.items():
         traced = [r for r in runs if r.gradients]
-        panel = own if lr == demo else failed if not all(report.outcome(r) == "learned" for r in runs) else slow
-        seeds(panel, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), f"{label(lr)} ({len(traced)} seeds)",
-              band="ci")
-        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), "_", band="none")
-        longest = [r for r in traced if r.recipe.gradient_epochs == max(x.recipe.gradient_epochs for x in traced)]
-        step = longest[0].gradients["block"] / longest[0].steps_per_epoch  # a block, in epochs
-        for ax, reading in ((signed, "signed_mean"), (sizes, "abs_mean")):
-            seeds(ax, [r.gradients["blocks"][reading] for r in longest], color(lr), "_", x0=step / 2, dx=step,
-                  band="ci" if reading == "signed_mean" else "none")
-    titles = ["(a) signed mean, 100 steps", f"(b) signed mean, lr {demo:g}", "(c) signed mean, no learning",
-              "(d) mean |g|, 100 steps", "(e) signed mean, 50-step means", "(f) mean |g|, 50-step means"]
-    for ax, title in zip(grid.flat, titles):
-        ax.set_title(title)
-        ax.set_xlabel("training step" if ax in (slow, own, failed, size) else "epoch")
-    for ax in (slow, own, failed, signed):
-        ax.axhline(0, color="black", lw=0.6, zorder=1)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-    for ax in (size, sizes):
-        ax.set_yscale("log")
-    handles, names = [], []
-    for ax in (slow, own, failed):
-        h, n = ax.get_legend_handles_labels()
-        handles, names = handles + h, names + n
-    _legend_below(fig, handles, names, 0.08)
+        name = f"{label(lr)} ({len(traced)} seeds)"
+        seeds(signed, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), name, band="ci")
+        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), "_", band="ci")
+    signed.set_yscale("symlog", linthresh=1e-6)
+    signed.axhline(0, color="black", lw=0.6, zorder=1)
+    size.set_yscale("log")
+    signed.set_title("(a) signed mean of all gradient entries")
+    size.set_title("(b) mean |gradient| (log scale)")
+    for ax in (signed, size):
+        ax.set_xlabel("training step (minibatch of 64)")
+    _ticks(signed, size)
+    fig.suptitle("Q1.6: the mean gradient after loss.backward(), first 100 steps (signed: symmetric log scale, "
+                 "linear within ±1e-6)", fontsize=9)
+    handles, names = signed.get_legend_handles_labels()
+    _legend_below(fig, handles, names, 0.1)
     return fig
 
 
+def probe(groups: dict[float, Group], demo: float) -> Figure:
+    """Q1.6 through the whole run, the probe batch (the same training images at every checkpoint), per rate (mean
+    over the seeds): (a) its loss; (b) its gradient's mean |g| (solid) and a single minibatch's (dashed); (c) at the
+    demo rate, per seed; (d) at the demo rate, per layer. Steps on a symmetric log scale (0 is the initial network)."""
+    fig, grid = plt.subplots(2, 2, figsize=(WIDTH, 4.0))
+    (loss, size), (each, layer) = grid
+    for lr, runs in groups.items():
+        probes = [r.gradients["probe"] for r in runs if r.gradients and "probe" in r.gradients]
+        if not probes:
+            continue
+        steps = np.array(max((p["step"] for p in probes), key=len), float)  # the same checkpoints, some cut short
+        seeds(loss, [p["loss"] for p in probes], color(lr), label(lr), x=steps)
+        seeds(size, [p["abs_mean"] for p in probes], color(lr), "_", x=steps)
+        seeds(size, [p["minibatch_abs_mean"] for p in probes], color(lr), "_", "--", x=steps, band="none")
+        if lr == demo:
+            for p, run, style in zip(probes, runs, ("-", "--", ":", "-.")):
+                each.plot(steps, p["abs_mean"], style, color=color(lr), lw=1, label=f"seed {run.recipe.seed}")
+            for name in probes[0]["layers"]:
+                seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / 4), f"layer {name}",
+                      x=steps)
+    titles = ["(a) loss on the probe batch", "(b) mean |g|: probe batch (solid), one minibatch (dashed)",
+              f"(c) probe mean |g| at lr {demo:g}, per seed", f"(d) probe mean |g| at lr {demo:g}, per layer"]
+    steps_per_epoch = next(iter(groups.values()))[0].steps_per_epoch
+    for ax, title in zip(grid.flat, titles):
+        ax.set_title(title)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel(f"training step (symlog; 1 epoch = {steps_per_epoch} steps)")
+        ax.set_yscale("log")
+    _ticks(*grid.flat)
+    for ax in grid.flat:
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 1, 10, 100, 1000, 10000, 100000]))
+        ax.set_xlim(left=0)
+    each.legend(loc="lower right", frameon=False)
+    layer.legend(loc="lower right", frameon=False)
+    handles, names = loss.get_legend_handles_labels()
+    _legend_below(fig, handles, names, 0.05)
+    return fig
+
+
+def networks(groups: dict[Any, Group], target: float) -> Figure:
+    """Q1.7 per network × scheme, mean over the seeds (band: min to max): validation accuracy (a) per epoch and (b)
+    against the training compute spent (TFLOP, log scale): the comparison at equal cost. The demo scheme dashed."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
+    for key, runs in groups.items():
+        network, scheme = key
+        style = "--" if scheme == "demo" else "-"
+        seeds(left, [[100 * a for a in r.validation_accuracy] for r in runs], color(network), label(key), style)
+        seeds(right, [[100 * a for a in r.validation_accuracy] for r in runs], color(network), "_", style,
+              x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
+    for ax in (left, right):
+        ax.axhline(100 * target, color="black", lw=0.8, ls=":")
+        ax.set_ylabel("validation accuracy (%)")
+    left.set_xlabel("epoch")
+    right.set_xlabel("training compute (TFLOP, log scale)")
+    right.set_xscale("log")
+    left.set_title(f"(a) per epoch; dotted: {100 * target:g} %")
+    right.set_title("(b) at equal compute")
+    _ticks(left, right)
+    handles, names = left.get_legend_handles_labels()
+    _legend_below(fig, handles, names, 0.16)
+    return fig

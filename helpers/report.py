@@ -1,6 +1,7 @@
 """Numbers read from Histories: how a run ended, a setting over its seeds, and the one rule for "different":
-the 95 % confidence interval of a difference excludes 0 (p < ALPHA) — Welch's t-test between two settings, the
-paired t-test for a change within the same runs. A run *learned* when it ends with at least LEARNED accuracy."""
+p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the same runs; where a table
+compares several settings with one reference, the p-values are Holm-adjusted for the family. A run *learned* when
+it ends with at least LEARNED accuracy."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ from typing import Any, Callable
 
 from scipy import stats
 
+from .data import CLASS_NAMES
 from .training import History, first_reaching
 
 LEARNED = 0.5
@@ -123,15 +125,51 @@ def seconds_per_epoch(runs: Group) -> float:
     return statistics.median(s for run in runs for s in run.seconds)
 
 
-def epoch_means(run: History, key: str, layer: str | None = None) -> list[float | None]:
-    """Per traced epoch, the mean of a gradient series (a layer's, if named) over the 50-step blocks whose middle
-    falls in that epoch."""
-    blocks = run.gradients["blocks"]
-    series = blocks["layers"][layer][key] if layer else blocks[key]
-    where = [int((i + 0.5) * run.gradients["block"] / run.steps_per_epoch) for i in range(len(series))]
-    return [mean([v for v, e in zip(series, where) if e == k]) for k in sorted(set(where))]
-
-
 def distinct_predictions(run: History) -> int | None:
     """How many different classes the final model predicts over the test set (None: diverged)."""
     return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else None
+
+
+def holm(ps: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None stays None): the family's error rate stays
+    below ALPHA however many settings are compared with one reference."""
+    known = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+    adjusted: list[float | None] = [None] * len(ps)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def best(run: History, series: str = "test_accuracy") -> float | None:
+    """The highest value of a per-epoch series (None: none)."""
+    return max(getattr(run, series), default=None)
+
+
+def per_class(runs: Group) -> dict[str, float]:
+    """Test accuracy per class (the share of each class's images predicted right), mean over the runs."""
+    rows = [[row[c] / sum(row) for c, row in enumerate(run.confusion)] for run in runs if run.confusion]
+    return {name: statistics.fmean(r[c] for r in rows) for c, name in enumerate(CLASS_NAMES)}
+
+
+def images_seen(run: History) -> list[int]:
+    """After each epoch: the training images the run has processed so far."""
+    return [run.data_sizes["train"] * (e + 1) for e in range(run.epochs)]
+
+
+def training_tflop(run: History) -> list[float]:
+    """After each epoch: the training compute spent so far (forward and backward passes), in TFLOP."""
+    return [n * run.flops_per_image / 1e12 for n in images_seen(run)]
+
+
+def probe_series(run: History, series: str, layer: str | None = None) -> list[float | None]:
+    """A series of the Q1.6 probe (or one layer's mean |g|), at its checkpoints."""
+    probe = run.gradients["probe"]
+    return probe["layers"][layer] if layer else probe[series]
+
+
+def peak(values: list[float | None]) -> tuple[int, float]:
+    """(index, value) of the largest value."""
+    index = max(range(len(values)), key=lambda i: -math.inf if values[i] is None else values[i])
+    return index, values[index]

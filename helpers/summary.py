@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .config import Profile
+from .config import ROOT, Profile
 from .experiments import write_json
 from .tables import view
 from .training import History
@@ -56,20 +57,25 @@ def build(profile: Profile, *experiments: Any) -> dict[str, Any]:
 
 
 def runs_made(runs: list[History]) -> dict[str, Any]:
-    """How the runs were made: machines, time, and the compute floor (FLOPs counted, at the measured rate)."""
+    """How the runs were made: machines, time, memory, and the compute floor (FLOPs counted, at the measured
+    rate). The wall time adds up each session's span (its first run's start to its last run's end), so that the
+    time between an interrupted session and the one that resumed it does not count."""
     flops = sum(run.epochs * (run.steps_per_epoch * run.recipe.batch_size * run.flops_per_image + 2 * run.multiply_adds
                               * sum(run.data_sizes[s] for s in ("train_eval", "validation", "test"))) for run in runs)
-    wall = (max(run.finished for run in runs) - min(run.started for run in runs)) / 1000
+    sessions: dict[str, list[History]] = {}
+    for run in runs:
+        sessions.setdefault(run.machine.get("session", "unknown"), []).append(run)
+    wall = sum(max(r.finished for r in rs) - min(r.started for r in rs) for rs in sessions.values()) / 1000
     rate = max((run.machine.get("matmul_gflops") or 0 for run in runs), default=0)
-    peaks = [run.peak_memory_mb for run in runs if run.peak_memory_mb]
+    peaks = sorted(run.peak_memory_mb for run in runs if run.peak_memory_mb)
     return {"count": len(runs), "epochs": sum(run.epochs for run in runs), "machines": sorted(
                 {f"{r.machine['device'].upper()} {r.machine['name']} ({r.machine['kernels']} kernels), torch "
                  f"{r.machine['torch']}" for r in runs}),
-            "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
+            "sessions": len(sessions), "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
             "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
             "tflop": flops / 1e12, "matmul_gflops": rate or None,
             "floor_ratio": wall / (flops / (rate * 1e9)) if rate else None,
-            "peak_memory_mb_per_worker": max(peaks) if peaks else None}
+            "peak_memory_mb_per_run": {"max": peaks[-1], "median": statistics.median(peaks)} if peaks else None}
 
 
 def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
@@ -94,6 +100,21 @@ def answered_summary(path: Path) -> dict[str, Any] | None:
             except (OSError, ValueError, subprocess.SubprocessError):  # no git, not committed, no file
                 _answered[path] = None
     return _answered[path]
+
+
+def commit_line(root: Path = ROOT) -> str:
+    """Which commit of this project's git history holds the code (helpers/) and the results (results/) shown, and
+    whether either has changed since it was committed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True, encoding="utf-8",
+                              timeout=20).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        changed = git("status", "--porcelain", "--", "helpers", "results")
+    except (OSError, subprocess.SubprocessError):
+        return "Code (helpers/) and results (results/): not in a git checkout, so no commit can be named."
+    return (f"Code (helpers/) and results (results/) as in git commit {commit}"
+            + (", with uncommitted changes." if changed else "."))
 
 
 def save(results: dict[str, Any], profile: Profile) -> None:

@@ -15,40 +15,34 @@ import torch
 from torch import nn
 
 from .device import describe, reproducible
-from .gradients import GradientTrace, dead_units, gradient_means, map_series
-from .models import count_parameters, flops, spec
-from .splits import Splits, minibatches, to_float
+from .gradients import PROBE_CHUNK, GradientRecord, checkpoints, dead_units, gradient_means
+from .models import NUM_CLASSES, count_parameters, flops
+from .splits import Splits, count_batches, minibatches, to_float
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "onecycle")
-GRADIENT_STEPS = 100   # Q1.6: the first 100 steps one by one ...
-GRADIENT_BLOCK = 50    # ... and means over blocks of 50 steps after that
-NUM_CLASSES = 10
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one network is trained, as plain data; checked on construction (one line names a wrong field).
+    """How one network is trained, as plain data; checked on construction (one line names a wrong field), without
+    reading anything (the network's name is checked when the run's key is made). A run trains all its epochs;
+    only a loss that is not finite stops it early."""
 
-    With `target_accuracy`, training stops once train and validation accuracy have both reached it, or once
-    those still short of it have brought no new best for `patience` epochs, but never before `min_epochs`;
-    `epochs` is the cap. The test set never decides anything.
-    """
-
-    model: str                          # "base", "deeper", "wider" (models.STRUCTURES) or "cnn"
+    model: str                          # "base", "deeper", "wider" (models.STRUCTURES), "base+bn" or "cnn"
     lr: float
     epochs: int
     optimizer: str = "sgd"
     batch_size: int = 64
-    momentum: float = 0.0               # SGD only
+    momentum: float = 0.0               # SGD only; a one-cycle schedule keeps it as it is
     weight_decay: float = 0.0
     schedule: str = "constant"          # "onecycle": warm up to lr, then anneal to ~0 over the run
     flip: bool = False                  # mirror a random half of the training images each epoch
+    shuffle: bool = True                # a new order each epoch (False: the stored order, as the quickstart)
+    hold_out: bool = True               # hold out the validation images (False: train on them too, as the quickstart)
     seed: int = 0                       # initial weights, shuffling and flips
-    target_accuracy: float | None = None
-    min_epochs: int = 1                 # with target_accuracy only
-    patience: int = 10                  # with target_accuracy only
-    gradient_epochs: int = 0            # Q1.6: trace the gradient means over this many first epochs
+    gradient_steps: int = 0             # Q1.6: the mean gradient of each of the first N minibatches
+    probe_images: int = 0               # Q1.6: the gradient of the first N training images, at checkpoints
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -57,9 +51,10 @@ class Recipe:
 
     def problem(self) -> str | None:
         """What is wrong with this recipe, in one line naming the field and the fix; None when nothing is."""
-        spec(self.model)  # raises for an unknown network, naming it
-        for name, least in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("min_epochs", 1), ("patience", 1),
-                            ("gradient_epochs", 0)):
+        if not isinstance(self.model, str) or not self.model:
+            return f"model={self.model!r}: must be the name of a network, e.g. 'base' or 'cnn'"
+        for name, least in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("gradient_steps", 0),
+                            ("probe_images", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 return f"{name}={value!r}: must be a whole number >= {least}"
@@ -73,55 +68,44 @@ class Recipe:
             return f"optimizer={self.optimizer!r} is unknown; choose one of {OPTIMIZERS}"
         if self.schedule not in SCHEDULES:
             return f"schedule={self.schedule!r} is unknown; choose one of {SCHEDULES}"
-        if not isinstance(self.flip, bool):
-            return f"flip={self.flip!r}: must be True or False"
+        for name in ("flip", "shuffle", "hold_out"):
+            if not isinstance(getattr(self, name), bool):
+                return f"{name}={getattr(self, name)!r}: must be True or False"
         if self.momentum and self.optimizer != "sgd":
             return f"momentum={self.momentum!r} applies to optimizer='sgd' only: drop it or use sgd"
-        if self.target_accuracy is not None:
-            if not isinstance(self.target_accuracy, Real) or not 0 < self.target_accuracy <= 1:
-                return f"target_accuracy={self.target_accuracy!r}: must be a fraction in (0, 1], e.g. 0.9"
-            if self.min_epochs > self.epochs:
-                return f"min_epochs={self.min_epochs} > epochs={self.epochs}: lower min_epochs or raise epochs"
-            if self.schedule != "constant":
-                return (f"target_accuracy={self.target_accuracy!r} stops a run early, but schedule={self.schedule!r} "
-                        f"anneals over all {self.epochs} epochs: use one or the other")
-        else:
-            for name, default in (("min_epochs", 1), ("patience", 10)):
-                if getattr(self, name) != default:
-                    return (f"{name}={getattr(self, name)!r} applies only with target_accuracy: set "
-                            f"target_accuracy or leave {name} at {default}")
-        if self.gradient_epochs > self.epochs:
-            return f"gradient_epochs={self.gradient_epochs} > epochs={self.epochs}: trace at most every epoch"
+        if self.probe_images % PROBE_CHUNK or self.probe_images == PROBE_CHUNK:
+            return (f"probe_images={self.probe_images!r}: must be 0 or a multiple of {PROBE_CHUNK} from "
+                    f"{2 * PROBE_CHUNK} on (two or more minibatches of the demo's size)")
         return None
 
 
 @dataclass
 class History:
-    """Everything one run produced: its recipe, per-epoch metrics, per-step losses, the Q1.6 trace."""
+    """Everything one run produced: its recipe, per-epoch metrics, per-step losses, the Q1.6 records."""
 
     recipe: Recipe
     data_sizes: dict[str, int]
     parameters: int
-    machine: dict[str, str]                                         # device.describe(): what computed it
+    machine: dict[str, Any]                                         # device.describe(): what computed it
     train_loss: list[float] = field(default_factory=list)           # mean minibatch loss of the epoch (weights moving)
     train_accuracy: list[float] = field(default_factory=list)       # after the epoch, eval mode, fixed train sample
-    validation_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)      # (empty without a hold-out)
     validation_accuracy: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)              # training pass of each epoch
-    eval_seconds: list[float] = field(default_factory=list)         # the three evaluations after each epoch
+    eval_seconds: list[float] = field(default_factory=list)         # the evaluations after each epoch
     step_loss: list[float] = field(default_factory=list)            # every minibatch loss, in order
-    gradients: dict[str, Any] | None = None                         # GradientTrace.to_dict()
+    gradients: dict[str, Any] | None = None                         # GradientRecord.to_dict()
     dead_units: dict[str, list[int]] | None = None                  # per ReLU layer, on the test set
     confusion: list[list[int]] | None = None                        # final model, test set: [true][predicted]
-    stop_reason: str = "epochs"                                     # epochs | target | stalled | diverged
+    stop_reason: str = "epochs"                                     # epochs | diverged
     diverged_step: int | None = None                                # 1-based step whose loss was not finite
     multiply_adds: int = 0                                          # of one forward pass of one image
     flops_per_image: int = 0                                        # of one training step, per image
     started: int = 0                                                # wall-clock start and end, ms since 1970
     finished: int = 0
-    peak_memory_mb: float | None = None                             # of the process that trained it
+    peak_memory_mb: float | None = None                             # of this run, in the process that trained it
 
     @property
     def epochs(self) -> int:
@@ -136,26 +120,24 @@ class History:
     @property
     def steps_per_epoch(self) -> int:
         """Minibatches per epoch."""
-        return math.ceil(self.data_sizes["train"] / self.recipe.batch_size)
+        return count_batches(self.data_sizes["train"], self.recipe.batch_size)
 
     def first_epochs(self, n: int) -> History:
         """The run as it was after `n` epochs (exact for a constant learning rate: nothing depends on the cap)."""
         if self.recipe.schedule != "constant":
             raise ValueError("first_epochs() is only meaningful for a constant learning rate")
-        if n > self.epochs and self.stop_reason not in ("diverged", "stalled", "target"):
+        if n > self.epochs and not self.diverged:
             raise ValueError(f"run has {self.epochs} epochs, fewer than the {n} asked for")
         steps = self.steps_per_epoch * n
         cut = {name: getattr(self, name)[:n] for name in EPOCH_SERIES}
         diverged_here = self.diverged and (self.diverged_step or 0) <= steps
         whole = n >= self.epochs
-        reason = "diverged" if diverged_here else self.stop_reason if whole and not self.diverged else "epochs"
-        recipe = replace(self.recipe, epochs=n, target_accuracy=None, min_epochs=1, patience=10,
-                         gradient_epochs=min(n, self.recipe.gradient_epochs))
-        return History(**{**vars(self), **cut, "recipe": recipe,
-                          "step_loss": self.step_loss[:steps], "gradients": _cut_trace(self.gradients, steps),
+        recipe = replace(self.recipe, epochs=n, gradient_steps=min(steps, self.recipe.gradient_steps))
+        return History(**{**vars(self), **cut, "recipe": recipe, "step_loss": self.step_loss[:steps],
+                          "gradients": _cut_record(self.gradients, steps, recipe.gradient_steps),
                           "confusion": self.confusion if whole else None,
                           "dead_units": self.dead_units if whole else None,
-                          "stop_reason": reason,
+                          "stop_reason": "diverged" if diverged_here else "epochs",
                           "diverged_step": self.diverged_step if diverged_here else None})
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,22 +164,33 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
-def train_epoch(model: nn.Module, batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler=None, trace: GradientTrace | None = None) -> torch.Tensor:
-    """One pass over the training minibatches; returns their losses (left on the device)."""
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int):
+    """The recipe's schedule: None (a constant rate), or one cycle up to `lr` and down over the run. Only the rate
+    cycles: the momentum (SGD) and betas (Adam) stay as the recipe has them."""
+    if recipe.schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
+                                               cycle_momentum=False)
+
+
+def train_epoch(model: nn.Module, batches, steps: int, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler=None, record: GradientRecord | None = None) -> torch.Tensor:
+    """One pass over the `steps` training minibatches; returns their losses (left on the device)."""
     model.train()
-    losses = []
-    for images, labels in batches:
+    losses = torch.zeros(steps, device=next(model.parameters()).device)
+    for step, (images, labels) in enumerate(batches):
+        if record is not None:
+            record.step()  # Q1.6: the probe batch's gradient, at its checkpoints
         loss = loss_fn(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
-        if trace is not None:
-            trace.append(gradient_means(model))  # Q1.6: the mean gradient, read after loss.backward()
+        if record is not None:
+            record.mean(gradient_means(model))  # Q1.6: the mean gradient of this minibatch, after loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        losses.append(loss.detach())
-    return torch.stack(losses)
+        losses[step] = loss.detach()
+    return losses
 
 
 def eval_batches(images: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -230,53 +223,45 @@ def confusion_matrix(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
                           minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
 
 
-def stalled(values: list[float], patience: int) -> bool:
-    """True when the last `patience` values brought no new best."""
-    return len(values) > patience and max(values[-patience:]) <= max(values[:-patience])
-
-
-def stop_reason(history: History, recipe: Recipe) -> str | None:
-    """After an epoch, why a run chasing its target stops: 'target' once train and validation accuracy have both
-    reached it, 'stalled' once those still short of it brought no new best for `patience` epochs; else None
-    (go on). Never before `min_epochs`. Test accuracy is not looked at: the test set only reports."""
-    target = recipe.target_accuracy
-    if target is None or history.epochs < recipe.min_epochs:
-        return None
-    short = [curve for curve in (history.train_accuracy, history.validation_accuracy) if max(curve) < target]
-    if not short:
-        return "target"
-    return "stalled" if all(stalled(curve, recipe.patience) for curve in short) else None
+def check_fits(model: nn.Module, data: Splits, recipe: Recipe) -> None:
+    """Raise one ValueError when the recipe asks for what these data cannot give."""
+    if recipe.probe_images > len(data.train_labels):
+        raise ValueError(f"probe_images={recipe.probe_images} is more than the {len(data.train_labels)} training "
+                         f"images: lower it")
+    if (any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+            and 1 in (recipe.batch_size, len(data.train_labels) % recipe.batch_size)):
+        raise ValueError(f"batch_size={recipe.batch_size}: a minibatch of one image (of the {len(data.train_labels)}) "
+                         f"has no batch statistics for BatchNorm: choose another size")
 
 
 def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
         on_epoch: Callable[[int], None] = lambda epoch: None) -> History:
-    """Train `model` as the recipe says; after every epoch measure train (eval mode, a fixed sample), validation
-    and test accuracy, then apply the stopping rule; return the History. A loss that is not finite stops the
-    run and marks it diverged."""
+    """Train `model` for all the recipe's epochs; after each, measure train (eval mode, a fixed sample),
+    validation and test accuracy; return the History. A loss that is not finite stops the run: diverged."""
     with reproducible(device):
+        data = data if recipe.hold_out else data.without_hold_out()
         model, data = model.to(device), data.to(device)
         history = History(recipe, data.sizes, count_parameters(model), describe(device), started=_now())
         history.multiply_adds, history.flops_per_image = flops(model)
+        per_epoch = count_batches(len(data.train_labels), recipe.batch_size)
         optimizer = make_optimizer(model, recipe)
-        scheduler = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr,
-                                                         total_steps=recipe.epochs * history.steps_per_epoch)
-                     if recipe.schedule == "onecycle" else None)
-        trace = GradientTrace(model, GRADIENT_STEPS, GRADIENT_BLOCK) if recipe.gradient_epochs else None
+        scheduler = make_scheduler(optimizer, recipe, recipe.epochs * per_epoch)
         generator = torch.Generator().manual_seed(recipe.seed)  # each epoch's minibatch order (and flips)
         loss_fn = nn.CrossEntropyLoss()
+        check_fits(model, data, recipe)
+        record = (GradientRecord(model, recipe.gradient_steps, to_float(data.train_images[:recipe.probe_images]),
+                                 data.train_labels[:recipe.probe_images],
+                                 checkpoints(recipe.epochs, per_epoch) if recipe.probe_images else [], loss_fn)
+                  if recipe.gradient_steps or recipe.probe_images else None)  # Q1.6
         evaluated = {"train": (data.train_images[:data.train_eval], data.train_labels[:data.train_eval]),
                      "validation": (data.validation_images, data.validation_labels),
                      "test": (data.test_images, data.test_labels)}
 
         for epoch in range(1, recipe.epochs + 1):
             start = time.perf_counter()
-            batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.flip)
-            tracing = trace if epoch <= recipe.gradient_epochs else None
-            losses = train_epoch(model, batches, loss_fn, optimizer, scheduler, tracing).cpu()
-            if tracing is not None and epoch == recipe.gradient_epochs:
-                trace.close()  # the hooks come off: the rest of the run trains untraced
-            elif tracing is not None:
-                trace.flush()
+            batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.flip,
+                                  recipe.shuffle)
+            losses = train_epoch(model, batches, per_epoch, loss_fn, optimizer, scheduler, record).cpu()
             finite = torch.isfinite(losses)
             if not finite.all():
                 history.step_loss += losses[:int(finite.long().cumprod(0).sum())].tolist()
@@ -287,19 +272,18 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
             history.seconds.append(time.perf_counter() - start)
             start = time.perf_counter()
             for split, (images, labels) in evaluated.items():
-                loss, accuracy = evaluate(model, images, labels)
-                if split != "train":
-                    getattr(history, f"{split}_loss").append(loss)
-                getattr(history, f"{split}_accuracy").append(accuracy)
+                if len(labels):
+                    loss, accuracy = evaluate(model, images, labels)
+                    if split != "train":
+                        getattr(history, f"{split}_loss").append(loss)
+                    getattr(history, f"{split}_accuracy").append(accuracy)
             history.eval_seconds.append(time.perf_counter() - start)
             on_epoch(epoch)
-            if reason := stop_reason(history, recipe):
-                history.stop_reason = reason
-                break
 
-        if trace is not None:
-            trace.close(keep_steps=min(len(history.step_loss), recipe.gradient_epochs * history.steps_per_epoch))
-            history.gradients = trace.to_dict()
+        if record is not None:
+            if not history.diverged:
+                record.step()  # the probe after the last update
+            history.gradients = record.to_dict(len(history.step_loss), history.diverged)
         if not history.diverged:
             history.confusion = confusion_matrix(model, data.test_images, data.test_labels).tolist()
             history.dead_units = dead_units(model, eval_batches(data.test_images))
@@ -312,19 +296,22 @@ def _now() -> int:
     return round(time.time() * 1000)
 
 
-def first_reaching(values: list[float], target: float | None) -> int | None:
+def first_reaching(values: list[float], target: float) -> int | None:
     """1-based index (epoch) of the first value >= target, or None."""
-    if target is None:
-        return None
     return next((i + 1 for i, v in enumerate(values) if v >= target), None)
 
 
-def _cut_trace(trace: dict[str, Any] | None, steps: int) -> dict[str, Any] | None:
-    """A gradient trace keeping only the blocks that end within the first `steps` steps."""
-    if trace is None:
+def _cut_record(record: dict[str, Any] | None, steps: int, first: int) -> dict[str, Any] | None:
+    """A Q1.6 record keeping the first `first` steps and the probe checkpoints within the first `steps` steps."""
+    if record is None:
         return None
-    n = steps // trace["block"]
-    return {**trace, "blocks": map_series(trace["blocks"], lambda values: values[:n])}
+    cut: dict[str, Any] = {"steps": {k: v[:first] for k, v in record["steps"].items()}}
+    if "probe" in record:
+        probe = record["probe"]
+        n = sum(s <= steps for s in probe["step"])
+        cut["probe"] = {k: (v[:n] if isinstance(v, list) else {name: series[:n] for name, series in v.items()}
+                            if k == "layers" else v) for k, v in probe.items()}
+    return cut
 
 
 def round_floats(value: Any) -> Any:

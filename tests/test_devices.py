@@ -15,8 +15,7 @@ from helpers.training import Recipe, fit, train_epoch
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none here)")
 needs_mps = pytest.mark.skipif(not device.mps_available(), reason="needs Apple's MPS (not this machine)")
-GRADED_CNN = Recipe(model="cnn", lr=0.01, epochs=1, optimizer="adamw", weight_decay=0.05,
-                    schedule="onecycle", batch_size=128, flip=True)
+GRADED_CNN = replace(experiments.CNN_SCHEME, epochs=1)
 
 
 def test_auto_uses_cuda_when_present_else_the_cpu_and_mps_only_when_asked(monkeypatch):
@@ -94,7 +93,7 @@ def test_a_history_records_what_computed_it(data):
 def test_cuda_two_runs_of_one_seed_are_equal(tmp_path, monkeypatch):
     monkeypatch.setenv("A3_DEVICE", "cuda")
     profile = replace(config.get_profile("quick"), results_dir=tmp_path)
-    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=1, gradient_epochs=1), "cnn": replace(GRADED_CNN, model="cnn")}
+    recipes = {"mlp": Recipe(model="base", lr=0.1, epochs=1, gradient_steps=100, probe_images=128), "cnn": GRADED_CNN}
     first = experiments.run(recipes, profile, log=lambda line: None)
     monkeypatch.setattr(experiments, "_written", set())  # as a new session: A3_RERUN trains them again
     again = experiments.run(recipes, profile, rerun=True, log=lambda line: None)
@@ -122,11 +121,12 @@ def test_cuda_no_host_sync_inside_an_epochs_steps():
     model = models.build("base").to(cuda)
     batches = [(data.train_images[i:i + 64].float() / 255, data.train_labels[i:i + 64]) for i in range(0, 640, 64)]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    from helpers.gradients import GradientTrace
-    trace = GradientTrace(model, 100, 50)
+    from helpers.gradients import GradientRecord
+    loss_fn = torch.nn.CrossEntropyLoss()
+    record = GradientRecord(model, 100, data.train_images[:128].float() / 255, data.train_labels[:128], [0, 5], loss_fn)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        train_epoch(model, batches, torch.nn.CrossEntropyLoss(), optimizer, trace=trace)
+        train_epoch(model, batches, len(batches), loss_fn, optimizer, record=record)
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

@@ -1,10 +1,12 @@
-"""Q1.6's quantities against hand computations; no float64 on the device (Apple's MPS has none)."""
+"""Q1.6's quantities against hand computations: the mean gradient, the probe batch's gradient and its minibatch
+statistics, the record of a run; no float64 on the device (Apple's MPS has none)."""
 import pytest
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from helpers.gradients import GradientTrace, block_means, dead_units, gradient_means
+from helpers.gradients import (PROBE_CHUNK, PROBE_SERIES, GradientRecord, checkpoints, dead_units, gradient_means,
+                               layers, probe)
 from helpers.models import MLP
 
 
@@ -45,77 +47,80 @@ def test_calling_before_backward_is_an_error():
         gradient_means(nn.Linear(2, 2))
 
 
-def one_step(model: nn.Module, trace: GradientTrace, seed: int = 0) -> None:
+def batch(n: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
-    model.zero_grad()
-    nn.functional.cross_entropy(model(images), labels).backward()
-    trace.append(gradient_means(model))
+    return torch.rand(n, 1, 28, 28, generator=generator), torch.arange(n) % 10
 
 
-def test_trace_stores_the_means_it_is_given_and_each_layers_factors():
+def test_the_probe_is_the_gradient_of_the_whole_batch_and_touches_nothing():
+    """The probe's mean |g| and signed mean are those of the gradient of the mean loss over all its images, computed
+    in one pass; per layer likewise; its minibatch statistics are those of PROBE_CHUNK-image minibatches; the model's
+    .grad, its mode and its weights are left as they were."""
     torch.manual_seed(0)
     model = MLP((16, 8))
-    trace = GradientTrace(model, steps=3, block=2)
-    seen = {}
-    layer = model.linear_relu_stack[2]  # the second linear layer: input = first hidden activations
-
-    def keep(module, inputs, output):
-        seen["a"] = inputs[0].detach()
-        output.register_hook(lambda grad: seen.update(delta=grad.detach()))
-    layer.register_forward_hook(keep)
-    one_step(model, trace)
-    trace.close()
-    series = trace.series()
-    assert [series["signed_mean"][0], series["abs_mean"][0]] == pytest.approx(gradient_means(model).tolist(), rel=1e-5)
-    probe = series["layers"]["linear_relu_stack.2"]
-    error = seen["delta"].norm(dim=1) * 8  # the batch-mean loss: one image's error is 8 x its share
-    assert probe["error"][0] == pytest.approx(float(error.mean()), rel=1e-5)
-    assert probe["input"][0] == pytest.approx(float(seen["a"].norm(dim=1).mean()), rel=1e-5)
-    grads = [layer.weight.grad, layer.bias.grad]
-    assert probe["abs_mean"][0] == pytest.approx(sum(float(g.abs().sum()) for g in grads) / (16 * 8 + 8), rel=1e-5)
-    # one image's weight gradient is the outer product delta a^T (norm ||delta|| ||a||): the batch gradient, their
-    # mean, is at most the mean of those norms
-    assert float(layer.weight.grad.norm()) <= float((error * seen["a"].norm(dim=1)).mean()) + 1e-6
-    output = series["layers"]["linear_relu_stack.4"]["error"][0]
-    assert 0 < output < 2 ** 0.5  # the output layer's error is p - y: a probability vector minus a one-hot
+    images, labels = batch(128)
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    row = probe(model, images, labels, nn.CrossEntropyLoss())
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    nn.functional.cross_entropy(model(images), labels).backward()
+    whole = torch.cat([p.grad.flatten() for p in model.parameters()])
+    loss = float(nn.functional.cross_entropy(model(images), labels).detach())
+    assert row[:3].tolist() == pytest.approx([loss, float(whole.mean()), float(whole.abs().mean())], rel=1e-4)
+    chunks = []
+    for x, y in zip(images.split(PROBE_CHUNK), labels.split(PROBE_CHUNK)):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        chunks.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    sizes = torch.stack([c.abs().mean() for c in chunks])
+    assert row[3:5].tolist() == pytest.approx([float(sizes.mean()), float(sizes.std())], rel=1e-4)
+    assert float(row[5]) == pytest.approx(float(torch.stack([c.mean() for c in chunks]).std()), rel=1e-4)
+    # a minibatch's gradient is the batch's plus noise: its mean |g| is larger
+    assert float(row[3]) > float(row[2])
+    assert len(row) == len(PROBE_SERIES) + len(layers(model)) == 6 + 3  # then one value per layer
 
 
-def test_output_layer_gradient_of_cross_entropy_sums_to_zero():
-    # Softmax cross-entropy: the gradient of each output unit's inputs sums to zero over the classes,
-    # so the output layer adds (almost) nothing to the signed mean -- an observation Q1.6 discusses.
+def test_the_probe_per_layer_is_that_layers_mean_abs_gradient():
     torch.manual_seed(0)
-    model = MLP((16,))
-    nn.functional.cross_entropy(model(torch.rand(8, 1, 28, 28)), torch.arange(8)).backward()
-    output = model.linear_relu_stack[2]
-    assert float(output.weight.grad.sum() + output.bias.grad.sum()) == pytest.approx(0, abs=1e-7)
-    assert float(output.weight.grad.abs().sum()) > 1e-3
+    model = MLP((16, 8))
+    images, labels = batch(128)
+    row = probe(model, images, labels, nn.CrossEntropyLoss())
+    nn.functional.cross_entropy(model(images), labels).backward()
+    for i, layer in enumerate(layers(model).values()):
+        grads = torch.cat([p.grad.flatten() for p in layer.parameters()])
+        assert float(row[len(PROBE_SERIES) + i]) == pytest.approx(float(grads.abs().mean()), rel=1e-4)
 
 
-def test_trace_keeps_the_first_steps_and_block_means_of_all():
+def test_the_record_keeps_the_first_steps_and_probes_at_its_checkpoints():
     torch.manual_seed(0)
     model = MLP((4,))
-    trace = GradientTrace(model, steps=3, block=2)
+    images, labels = batch(128)
+    record = GradientRecord(model, 3, images, labels, [0, 2, 5], nn.CrossEntropyLoss())
+    seen = []
     for seed in range(5):
-        one_step(model, trace, seed)
-    trace.close()
-    every = trace.series()["abs_mean"]
-    stored = trace.to_dict()
-    assert stored["steps"]["abs_mean"] == every[:3]
-    assert stored["blocks"]["abs_mean"] == pytest.approx([(every[0] + every[1]) / 2, (every[2] + every[3]) / 2, every[4]])
-    assert len(stored["blocks"]["layers"]["linear_relu_stack.0"]["error"]) == 3
-    assert block_means([1.0, 2.0, 3.0], 2) == [1.5, 3.0]
+        record.step()
+        model.zero_grad()
+        x, y = batch(8, seed)
+        nn.functional.cross_entropy(model(x), y).backward()
+        seen.append(gradient_means(model))
+        record.mean(seen[-1])
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+    record.step()  # after the last update
+    stored = record.to_dict(5, diverged=False)
+    assert stored["steps"]["abs_mean"] == pytest.approx([float(m[1]) for m in seen[:3]])
+    assert stored["probe"]["step"] == [0, 2, 5] and stored["probe"]["images"] == 128
+    assert set(stored["probe"]["layers"]) == {"1", "2"} and stored["probe"]["layer_sizes"] == {"1": 785 * 4, "2": 50}
+    diverged = record.to_dict(2, diverged=True)  # the loss of step 3 was not finite: weights after 2 updates were bad
+    assert diverged["steps"]["abs_mean"] == stored["steps"]["abs_mean"][:2] and diverged["probe"]["step"] == [0]
 
 
-def test_diverged_steps_are_cut_from_the_trace_and_evaluation_is_not_probed():
-    model = MLP((4,))
-    trace = GradientTrace(model, steps=10, block=10)
-    for seed in range(4):
-        one_step(model, trace, seed)
-    with torch.no_grad():
-        model(torch.rand(3, 1, 28, 28))  # an evaluation pass: no error to probe, no failure
-    trace.close(keep_steps=2)
-    assert len(trace.series()["signed_mean"]) == 2
+def test_checkpoints_come_early_then_at_epoch_ends():
+    assert checkpoints(1, 10) == [0, 1, 2, 5, 10]
+    assert checkpoints(12, 1000) == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, *range(1000, 10001, 1000), 12000]
+    assert checkpoints(50, 860)[-3:] == [40 * 860, 45 * 860, 50 * 860]
 
 
 class DtypeRecorder(TorchDispatchMode):
@@ -136,13 +141,12 @@ class DtypeRecorder(TorchDispatchMode):
 def test_the_reductions_never_ask_the_device_for_float64():
     torch.manual_seed(0)
     model = MLP((16,))
-    trace = GradientTrace(model, steps=5, block=5)
-    generator = torch.Generator().manual_seed(0)
-    images, labels = torch.rand(8, 1, 28, 28, generator=generator), torch.arange(8)
+    images, labels = batch(128)
+    record = GradientRecord(model, 5, images, labels, [0], nn.CrossEntropyLoss())
     with DtypeRecorder() as recorder:
-        nn.functional.cross_entropy(model(images), labels).backward()
-        trace.append(gradient_means(model))
-        trace._pending[-1].float()  # what flush() does on the device before moving to the CPU
+        record.step()
+        nn.functional.cross_entropy(model(images[:8]), labels[:8]).backward()
+        record.mean(gradient_means(model))
     assert torch.float64 not in recorder.dtypes and torch.float32 in recorder.dtypes
 
 

@@ -92,3 +92,15 @@ def test_build_is_seeded_and_leaves_global_rng_alone():
 def test_unknown_model_name_is_a_value_error():
     with pytest.raises(ValueError, match="model='resnet'"):
         build("resnet")
+
+
+def test_an_mlp_with_batchnorm_is_the_same_structure_with_batchnorm_after_each_hidden_layer():
+    model = build("base+bn")
+    assert [type(m).__name__ for m in model.linear_relu_stack] == ["Linear", "BatchNorm1d", "ReLU", "Linear",
+                                                                    "BatchNorm1d", "ReLU", "Linear"]
+    # the hidden layers lose their bias (BatchNorm's shift replaces it) and gain a scale and a shift per unit
+    assert count_parameters(model) == 669_706 - 2 * 512 + 2 * 2 * 512
+    assert models.spec("wider+bn") == {"network": "MLP", "hidden_sizes": [1024, 1024], "batchnorm": True}
+    assert models.multiply_adds("base+bn") == models.multiply_adds("base")
+    with pytest.raises(ValueError, match=r"model='resnet\+bn' is unknown"):
+        models.spec("resnet+bn")

@@ -1,7 +1,7 @@
 """Tables, figures and the summary for synthetic groups that hold every outcome a run can have: learned,
-reached the target in epoch 1, never reached it (stopped without gain), collapsed, diverged at step 1,
-inside the first 100 traced steps, and late. Tables hold numbers; what is shown has no 'nan' or 'None' and a
-reason for every gap."""
+reached the target in epoch 1, never reached it, collapsed, diverged at step 1, inside the first 100 traced steps,
+and late. Tables hold numbers; what is shown has no 'nan' or 'None' and a reason for every gap; figures cut off
+no curve and show at least 4 ticks."""
 import itertools
 import json
 import math
@@ -11,56 +11,61 @@ import pytest
 
 matplotlib.use("Agg")
 
-from helpers import experiments, plotting, report, summary, tables  # noqa: E402
+import numpy as np  # noqa: E402
+
+from helpers import experiments, gradients, plotting, report, summary, tables  # noqa: E402
 from helpers.config import get_profile  # noqa: E402
 from helpers.training import History, Recipe  # noqa: E402
 
 SIZES = {"train": 500, "validation": 10, "test": 10, "train_eval": 10}  # 50 steps per epoch at batch 10
-LAYERS = ("linear_relu_stack.0", "linear_relu_stack.2", "linear_relu_stack.4")
+LAYERS = ("1", "2", "3")
 
 
-def trace(steps: int, scale: float = 1.0, overflow: bool = False) -> dict:
-    """A gradient trace of `steps` steps (the last values None when they overflowed), as fit() stores it."""
-    def series(start: float) -> list:
-        values = [scale * start * (1 + 0.01 * i) for i in range(steps)]
-        return values[:-2] + [None, None] if overflow and steps > 2 else values
-    every = {"signed_mean": series(-1e-5), "abs_mean": series(1e-3),
-             "layers": {name: {"abs_mean": series(1e-3), "error": series(0.9), "input": series(5.0)} for name in LAYERS}}
-    pick = lambda tree, f: {k: pick(v, f) if isinstance(v, dict) else f(v) for k, v in tree.items()}  # noqa: E731
-    return {"steps": pick(every, lambda v: v[:100]), "block": 50, "layer_sizes": {n: 100 for n in LAYERS},
-            "blocks": pick(every, lambda v: [x for x in v[::50]])}
+def record(steps: int, epochs: int, scale: float = 1.0, overflow: bool = False) -> dict:
+    """A Q1.6 record as fit() stores it: the first (up to 100) steps, and the probe at its checkpoints."""
+    def series(start: float, n: int) -> list:
+        values = [scale * start * (1 + 0.01 * i) for i in range(n)]
+        return values[:-2] + [None, None] if overflow and n > 2 else values
+    at = [s for s in gradients.checkpoints(max(epochs, 1), 50) if s < steps or (s == steps and not overflow)]
+    first = min(steps, 100)
+    probe = {name: series(start, len(at)) for name, start in zip(gradients.PROBE_SERIES, (2.0, -1e-6, 1e-3, 2e-3, 1e-4,
+                                                                                          1e-6))}
+    return {"steps": {"signed_mean": series(-1e-5, first), "abs_mean": series(1e-3, first)},
+            "probe": {"step": at, "images": 128, **probe, "layers": {n: series(1e-3, len(at)) for n in LAYERS},
+                      "layer_sizes": {n: 100 for n in LAYERS}}}
 
 
 STARTS = itertools.count()  # every run starts at its own time, as real runs do
 
 
-def run(test, train=None, seed=0, lr=0.1, model="base", stop="epochs", diverged_step=None, epochs=None,
-        traced=True, validation=None) -> History:
+def run(test, train=None, seed=0, lr=0.1, model="base", diverged_step=None, epochs=None, traced=True,
+        validation=None) -> History:
     n = len(test)
     steps = (diverged_step - 1) if diverged_step else 50 * n
     return History(recipe=Recipe(model=model, lr=lr, epochs=epochs or max(n, 1), seed=seed, batch_size=10,
-                                 gradient_epochs=max(n, 1) if traced else 0),
+                                 gradient_steps=100 if traced else 0, probe_images=128 if traced else 0),
                    data_sizes=SIZES, parameters=669_706, machine={"device": "cpu", "name": "Test CPU",
                                                                    "kernels": "AVX2", "torch": "2.14.1",
-                                                                   "matmul_gflops": 100, "side_by_side": 2},
+                                                                   "matmul_gflops": 100, "side_by_side": 2,
+                                                                   "session": "a"},
                    train_loss=[1.0 / (i + 1) for i in range(n)], train_accuracy=train or test,
                    validation_loss=[1.1 / (i + 1) for i in range(n)],
                    validation_accuracy=validation or [a + 0.001 for a in test],
                    test_loss=[1.2 / (i + 1) for i in range(n)], test_accuracy=list(test), seconds=[1.0] * n,
                    eval_seconds=[0.1] * n, step_loss=[1.0] * steps,
-                   gradients=trace(steps, overflow=diverged_step is not None) if traced else None,
+                   gradients=record(steps, epochs or n, overflow=diverged_step is not None) if traced else None,
                    dead_units=None if diverged_step else {"linear_relu_stack.1": [3, 512], "linear_relu_stack.3": [9, 512]},
                    confusion=None if diverged_step else [[5 if t == p else (2 if (t, p) == (6, 0) else 0)
                                                           for p in range(10)] for t in range(10)],
-                   stop_reason="diverged" if diverged_step else stop, diverged_step=diverged_step,
+                   stop_reason="diverged" if diverged_step else "epochs", diverged_step=diverged_step,
                    multiply_adds=668_672, flops_per_image=4_000_000,
                    started=(start := 1_000_000 + 10_000 * next(STARTS)), finished=start + 3300, peak_memory_mb=900.0)
 
 
-GOOD = run([0.8, 0.91, 0.93], [0.85, 0.92, 0.95], stop="target")
-FIRST_EPOCH = run([0.92, 0.93, 0.94], [0.95, 0.96, 0.97], seed=1, stop="target")
-NEVER = run([0.8, 0.85, 0.86], [0.8, 0.86, 0.88], seed=2, stop="stalled")
-COLLAPSED = [run([0.3, 0.1, 0.1], lr=1.0, seed=s, stop="stalled") for s in (0, 1, 2)]
+GOOD = run([0.8, 0.91, 0.93], [0.85, 0.92, 0.95])
+FIRST_EPOCH = run([0.92, 0.93, 0.94], [0.95, 0.96, 0.97], seed=1)
+NEVER = run([0.8, 0.85, 0.86], [0.8, 0.86, 0.88], seed=2)
+COLLAPSED = [run([0.3, 0.1, 0.1], lr=1.0, seed=s) for s in (0, 1, 2)]
 DIVERGED = [run([], lr=10.0, seed=0, diverged_step=1), run([], lr=10.0, seed=1, diverged_step=38),
             run([0.5, 0.6], lr=10.0, seed=2, diverged_step=130, epochs=3)]
 RATES = {10.0: DIVERGED, 1.0: COLLAPSED, 0.1: [GOOD, FIRST_EPOCH, NEVER]}
@@ -98,6 +103,11 @@ def test_welch_between_settings_and_paired_within_runs():
     assert not report.compare([2.0, 3.1, 4.0], [1.0, 2.0, 3.0]).real  # the same numbers, unpaired, cannot tell
 
 
+def test_holm_adjusts_a_family_of_p_values():
+    assert report.holm([0.01, 0.04, None, 0.03]) == pytest.approx([0.03, 0.06, None, 0.06])
+    assert report.holm([0.5, 0.9]) == [1.0, 1.0] and report.holm([]) == []
+
+
 def test_tables_are_numbers_and_show_every_outcome():
     after = {lr: [r.first_epochs(min(2, max(r.epochs, 1))) if not r.diverged else r for r in runs]
              for lr, runs in RATES.items()}
@@ -106,25 +116,31 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert accuracy.loc[10.0, "accuracy_note"] == "diverged at steps 1, 38, 130"
     assert "diverged at steps 1, 38, 130" in shown(accuracy) and list(tables.view(accuracy).columns) == ["Accuracy (%)"]
     rates = tables.learning_rates(after, reference=0.1)
-    assert rates.loc[1.0, "diff"] == pytest.approx(0.1 - (0.91 + 0.93 + 0.85) / 3) and 0 < rates.loc[1.0, "p"] < 0.05
-    assert "vs lr 0.1 (points, 95 % CI)" in shown(rates)
+    assert rates.loc[1.0, "diff"] == pytest.approx(0.1 - (0.91 + 0.93 + 0.85) / 3)
+    assert rates.loc[1.0, "p"] == pytest.approx(report.compare(report.values(after[1.0]), report.values(after[0.1])).p)
+    assert "Δ vs lr 0.1 (points, 95 % CI)" in shown(rates) and "p (Holm)" in shown(rates)
     finals = tables.final_models(RATES)
     assert finals.loc[10.0, "classes"] == [None, None, None] and finals.loc[0.1, "classes"] == [10, 10, 10]
     assert finals.loc[1.0, "dead_2"] == [9, 9, 9] and "—, —, —" in shown(finals)
-    target = tables.epochs_to_target(RATES, 0.9)
-    assert target.loc[0.1, "epoch"] == 1.5 and target.loc[0.1, "epoch_note"] == "2 of 3 seeds"  # validation: 2, 1
+    target = tables.epochs_to_target(RATES, 0.9)  # test accuracy: seed 0 at epoch 2, seed 1 at 1, seed 2 never
+    assert target.loc[0.1, "epoch"] == 1.5 and target.loc[0.1, "epoch_note"] == "2 of 3 seeds"
     assert target.loc[0.1, "accuracy"] == pytest.approx((0.91 + 0.92) / 2)
-    assert target.loc[10.0, "epoch_note"] == "not reached" and list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"]
-    stops = tables.stopping(RATES, 0.9)
-    assert stops.loc[10.0, "epochs_run"] == [0, 0, 2] and stops.loc[10.0, "stopped"] == "diverging, diverging, diverging"
-    assert stops.loc[0.1, "train_epoch"] == [2, 1, None] and stops.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
-    for table in (finals, target, stops, tables.gradient_changes(RATES, "steps"), tables.gradient_changes(RATES, "epochs"),
-                  tables.gradient_layers(RATES), tables.structures({"base": [GOOD, NEVER], "wider": DIVERGED}),
+    assert target.loc[1.0, "epoch_note"] == "> 3" and target.loc[1.0, "accuracy"] == pytest.approx(0.3)
+    assert list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"] and "30.00 ± 0.00 (best)" in shown(target)
+    crossings = tables.crossings(RATES, 0.9)
+    assert crossings.loc[0.1, "train_epoch"] == [2, 1, None] and crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
+    assert crossings.loc[10.0, "test_epoch"] == [None, None, None]
+    loop = tables.quickstart({0.1: [GOOD, NEVER]}, {0.1: [FIRST_EPOCH, NEVER]})
+    assert loop.loc[0.1, "diff"] == pytest.approx((0.93 + 0.86) / 2 - (0.94 + 0.86) / 2)
+    per_class = tables.classes([GOOD], [FIRST_EPOCH])
+    assert per_class.loc["Shirt", "mlp"] == pytest.approx(5 / 7) and per_class.loc["Coat", "diff"] == 0
+    for table in (finals, target, crossings, loop, per_class, tables.first_steps(RATES), tables.probe(RATES),
+                  tables.probe_layers(RATES[0.1]), tables.structures({"base": [GOOD, NEVER], "wider": DIVERGED}),
                   tables.structure_costs({"base": [GOOD, NEVER], "wider": DIVERGED}),
                   tables.networks({"MLP": [GOOD, NEVER], "CNN": CELLS[("cnn", "cnn")]}, 0.9),
                   tables.effects(CELLS, {"CNN instead of MLP": (("cnn", "demo"), ("base", "demo"))})):
         shown(table)
-    assert "10.0, layer 1" not in tables.gradient_layers(RATES).index  # no run of lr 10 finished: nothing to compare
+    assert 10.0 not in tables.probe(RATES).index  # no run of lr 10 finished: its probe is not compared
 
 
 def test_the_one_formatter():
@@ -142,8 +158,9 @@ def test_the_choice_on_validation_and_the_ladder_of_rates():
     assert experiments.best_on_validation({0.3: [low], 0.1: [high]}) == 0.1
     assert [experiments.neighbour(lr, up=True) for lr in (0.03, 0.3, 1.0)] == [0.1, 1.0, 3.0]
     assert [experiments.neighbour(lr, up=False) for lr in (0.03, 0.001)] == [0.01, 0.0003]
-    found = experiments.Search({0.3: [GOOD], 0.1: [GOOD]}, 0.3)
-    assert not found.inside and experiments.Search({1.0: [GOOD], 0.3: [GOOD], 0.1: [GOOD]}, 0.3).inside
+    recipe = Recipe(model="base", lr=0.1, epochs=1)
+    found = experiments.Search(recipe, {0.3: [GOOD], 0.1: [GOOD]}, 0.3)
+    assert not found.inside and experiments.Search(recipe, {1.0: [GOOD], 0.3: [GOOD], 0.1: [GOOD]}, 0.3).inside
 
 
 def test_a_search_extends_its_grid_until_the_choice_is_inside(monkeypatch):
@@ -160,20 +177,38 @@ def test_a_search_extends_its_grid_until_the_choice_is_inside(monkeypatch):
     assert found["base"].inside and len(found["base"].runs[1.0]) == 2
 
 
-def test_every_figure_draws_every_outcome_and_lists_only_what_it_draws():
-    figures = [plotting.loss_curves(RATES, "t"), plotting.epoch_curves(RATES, 0.9, low=0.6),
-               plotting.gradient_means(RATES, 0.1), plotting.epoch_curves({("base", "demo"): DIVERGED, ("cnn", "cnn"): [GOOD]})]
-    text = " ".join(t.get_text() for fig in figures for ax in fig.axes for t in ax.texts)
+def figures() -> list:
+    return [plotting.loss_curves(RATES, "t"), plotting.error_curves(RATES, 0.9, "t"), plotting.first_steps(RATES),
+            plotting.probe(RATES, 0.1), plotting.networks({("base", "demo"): DIVERGED, ("cnn", "cnn"): [GOOD]}, 0.9)]
+
+
+def visible_ticks(axis, low: float, high: float) -> int:
+    return sum(low - 1e-12 <= v <= high + 1e-12 for v in axis.get_majorticklocs())
+
+
+def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_nothing():
+    """Every outcome drawn; every legend entry drawn; every axis titled, with at least 4 ticks on its value axis
+    and every finite point of every curve inside its limits."""
+    drawn_figures = figures()
+    text = " ".join(t.get_text() for fig in drawn_figures for ax in fig.axes for t in ax.texts)
     assert "seed 0 diverged at step 1" in text and "seed 1 diverged at step 38" in text
-    for fig in figures:
+    for fig in drawn_figures:
+        fig.canvas.draw()
         drawn = {line.get_label() for ax in fig.axes for line in ax.lines}
-        for legend in fig.legends:
+        for legend in fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]:
             for entry in legend.get_texts():
                 name = entry.get_text()
-                assert name in drawn or name in ("test loss (b)", "train loss (b)", "validation", "train"), name
+                assert name in drawn or name in ("test loss (b)", "train loss (b)", "test (a, b)", "train (a)",
+                                                 "train (b)"), name
         for ax in fig.axes:
-            for line in ax.lines:
-                assert not any(isinstance(v, float) and math.isinf(v) for v in line.get_ydata())
+            assert ax.get_title(), "an untitled panel"
+            low, high = ax.get_ylim()
+            assert visible_ticks(ax.yaxis, low, high) >= 4, (ax.get_title(), ax.yaxis.get_majorticklocs(), low, high)
+            (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+            for line in (line for line in ax.lines if line.get_transform() == ax.transData):  # not a reference line
+                x, y = (np.asarray(v, float) for v in line.get_data())
+                kept = np.isfinite(x) & np.isfinite(y)
+                assert ((x[kept] >= x0) & (x[kept] <= x1) & (y[kept] >= y0) & (y[kept] <= y1)).all(), ax.get_title()
     matplotlib.pyplot.close("all")
 
 
@@ -189,10 +224,10 @@ def test_a_mean_is_drawn_only_while_every_seed_runs():
 
 
 def test_figures_print_at_8_points_or_more_at_the_width_of_a_page():
-    fig = plotting.gradient_means(RATES, 0.1)
-    assert fig.get_figwidth() <= plotting.WIDTH
-    sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
-    assert min(sizes) >= 8
+    for fig in figures():
+        assert fig.get_figwidth() <= plotting.WIDTH
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        assert min(sizes) >= 8
     matplotlib.pyplot.close("all")
 
 
@@ -216,7 +251,8 @@ def test_summary_is_strict_json_of_numbers_and_the_floor():
     assert next(r for r in result["Q1.2"]["accuracy"] if r["lr"] == 10.0)["accuracy"] is None
     made = result["runs"]
     assert made["count"] == 9 and made["epochs"] == 20  # cut runs (first_epochs) count once, whole
-    assert made["matmul_gflops"] == 100 and made["floor_ratio"] > 0 and made["peak_memory_mb_per_worker"] == 900
+    assert made["matmul_gflops"] == 100 and made["floor_ratio"] > 0
+    assert made["peak_memory_mb_per_run"] == {"max": 900, "median": 900} and made["sessions"] == 1
     assert made["machines"] == ["CPU Test CPU (AVX2 kernels), torch 2.14.1"]
 
 
@@ -231,7 +267,7 @@ def test_a_rerun_that_disagrees_names_the_questions_whose_numbers_changed(tmp_pa
     monkeypatch.setattr(summary, "_answered", {})  # a new session, still without git
     summary.save(first, profile)
     assert "differ" not in capsys.readouterr().out
-    other = summary_of({**RATES, 0.1: [GOOD, FIRST_EPOCH, run([0.8, 0.85, 0.87], seed=2, stop="stalled")]})
+    other = summary_of({**RATES, 0.1: [GOOD, FIRST_EPOCH, run([0.8, 0.85, 0.87], seed=2)]})
     summary.save(other, profile)
     assert capsys.readouterr().out.strip().splitlines()[-1] == \
         "Note: these numbers differ from the ones my answers quote in Q1.2."
@@ -240,3 +276,14 @@ def test_a_rerun_that_disagrees_names_the_questions_whose_numbers_changed(tmp_pa
     slower = json.loads(json.dumps(first))
     slower["Q1.5"]["costs"][0]["s_per_epoch"] = 99.0
     assert summary.changed(first, slower) == []  # timings differ on every run: not a changed answer
+
+
+def test_the_wall_time_adds_up_sessions_not_the_gap_between_them():
+    first = [run([0.9], seed=s) for s in range(2)]
+    later = [run([0.9], seed=s) for s in range(2, 4)]
+    for r in later:
+        r.machine = {**r.machine, "session": "b"}
+        r.started, r.finished = r.started + 10 ** 9, r.finished + 10 ** 9  # a day later
+    made = summary.runs_made(first + later)
+    spans = [max(r.finished for r in rs) - min(r.started for r in rs) for rs in (first, later)]
+    assert made["sessions"] == 2 and made["seconds_wall"] == pytest.approx(sum(spans) / 1000)

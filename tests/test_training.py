@@ -1,4 +1,5 @@
-"""Recipe and fit(): validation, learning, divergence, the stopping rule, repeatability, the History."""
+"""Recipe and fit(): validation (reading nothing), learning, divergence, every epoch trained, repeatability, the
+schedules, the quickstart's loop, the History."""
 import json
 import math
 import re
@@ -11,8 +12,10 @@ from hypothesis import strategies as st
 
 from conftest import CPU, synthetic_data
 from helpers import training
+from helpers import models
+from helpers.device import reproducible
 from helpers.models import build
-from helpers.training import History, Recipe, first_reaching, fit, stalled
+from helpers.training import History, Recipe, first_reaching, fit, make_optimizer, make_scheduler
 
 SMALL = Recipe(model="base", lr=0.3, epochs=3, batch_size=32)
 TINY_DATA = synthetic_data(train=32, validation=16, test=16)
@@ -61,76 +64,56 @@ def test_evaluation_in_batches_equals_one_pass():
 
 
 def test_huge_learning_rate_is_reported_as_diverged_not_raised(data):
-    history = small_fit(data, lr=1e12, gradient_epochs=3)
+    history = small_fit(data, lr=1e12, gradient_steps=100, probe_images=128)
     assert history.diverged and history.stop_reason == "diverged"
     assert history.diverged_step >= 1 and len(history.step_loss) == history.diverged_step - 1
     assert all(math.isfinite(v) for v in history.step_loss)
     assert history.confusion is None and history.epochs == 0
     assert len(history.gradients["steps"]["signed_mean"]) == history.diverged_step - 1  # the steps before it
+    assert all(s < history.diverged_step - 1 for s in history.gradients["probe"]["step"])  # probes of finite weights
     json.dumps(history.to_dict(), allow_nan=False)  # no NaN reaches the results file
 
 
 def test_first_reaching_is_one_based_and_none_when_missed():
     assert first_reaching([0.5, 0.9, 0.95], 0.9) == 2
     assert first_reaching([0.5, 0.89], 0.9) is None
-    assert first_reaching([0.5], None) is None
 
 
-def test_stop_once_train_and_validation_reach_the_target(data):
-    full = small_fit(data, epochs=6)
-    both = max(first_reaching(full.train_accuracy, 0.9), first_reaching(full.validation_accuracy, 0.9))
-    stopped = small_fit(data, epochs=6, target_accuracy=0.9)
-    assert stopped.epochs == both and stopped.stop_reason == "target"
-    assert small_fit(data, epochs=6, target_accuracy=0.9, min_epochs=5).epochs == max(both, 5)
-    assert small_fit(data, epochs=6, target_accuracy=0.1).epochs == 1  # reached in epoch 1
-
-
-def test_the_test_set_never_decides_when_a_run_stops(data):
-    """Validation reaches the target, test never does (its labels are wrong): the run stops on reaching it."""
-    wrong = type(data)(data.train_images, data.train_labels, data.validation_images, data.validation_labels,
-                       data.test_images, (data.test_labels + 1) % 10, data.train_eval)
-    history = small_fit(wrong, epochs=6, target_accuracy=0.9)
-    assert max(history.test_accuracy) < 0.2 and history.validation_accuracy[-1] >= 0.9
-    assert history.stop_reason == "target" and history.epochs < 6
-    assert history.epochs == max(first_reaching(history.train_accuracy, 0.9),
-                                 first_reaching(history.validation_accuracy, 0.9))
-
-
-def test_stalled_means_no_new_best_for_patience_epochs():
-    assert not stalled([0.1, 0.2, 0.3], patience=2)                # still climbing
-    assert stalled([0.5, 0.4, 0.5, 0.45], patience=2)              # a tie is no gain
-    assert not stalled([0.5, 0.4, 0.45, 0.51], patience=2)         # a new best in the last two
-    assert not stalled([0.5, 0.4], patience=2)                     # too short to tell
-    climbing_slowly = [0.6 + 0.001 * i for i in range(50)]
-    assert not stalled(climbing_slowly, patience=10)               # a run still climbing goes on, however slowly
-
-
-def test_a_stuck_run_stops_after_patience_epochs_without_gain(data):
-    # test and validation images of class 0 labelled 9: the model learns class 0, so they stay at 0 %
-    zeros = data.test_images[data.test_labels == 0]
-    stuck = type(data)(data.train_images, data.train_labels, zeros, torch.full((len(zeros),), 9), zeros,
-                       torch.full((len(zeros),), 9), data.train_eval)
-    history = small_fit(stuck, epochs=20, target_accuracy=0.99, min_epochs=2, patience=2)
-    assert history.stop_reason == "stalled" and history.epochs < 20
-    assert small_fit(stuck, epochs=4).epochs == 4  # only a run chasing a target stops early
+def test_a_run_trains_every_epoch_whatever_its_accuracies(data):
+    """No rule stops a run early: a run that reached 100 % in epoch 1, and one that never learns (labels that
+    cannot be learned), both train all their epochs; only a loss that is not finite stops a run."""
+    assert small_fit(data, epochs=4).epochs == 4 and small_fit(data, epochs=4).test_accuracy[0] > 0.9
+    shuffled = type(data)(data.train_images, data.train_labels[torch.randperm(len(data.train_labels),
+                          generator=torch.Generator().manual_seed(0))], data.validation_images, data.validation_labels,
+                          data.test_images, data.test_labels, data.train_eval, data.train_index, data.validation_index)
+    stuck = small_fit(shuffled, epochs=4)
+    assert stuck.epochs == 4 and stuck.stop_reason == "epochs" and max(stuck.test_accuracy) < 0.5
 
 
 @pytest.mark.parametrize("bad, message", [
     (dict(lr=0), "lr=0"), (dict(lr=-1.0), "lr=-1.0"), (dict(lr=float("nan")), "lr=nan"),
     (dict(lr=float("inf")), "lr=inf"), (dict(epochs=0), "epochs=0"), (dict(epochs=2.5), "epochs=2.5"),
     (dict(batch_size=0), "batch_size=0"), (dict(optimizer="rmsprop"), "optimizer='rmsprop'"),
-    (dict(schedule="cosine"), "schedule='cosine'"), (dict(target_accuracy=90), "target_accuracy=90"),
-    (dict(model="resnet"), "model='resnet'"), (dict(gradient_epochs=-1), "gradient_epochs=-1"),
-    (dict(patience=0), "patience=0"), (dict(target_accuracy=0.9, min_epochs=10), "min_epochs=10 > epochs=3"),
-    (dict(min_epochs=2), "min_epochs=2 applies only with target_accuracy"), (dict(gradient_epochs=4), "gradient_epochs=4"),
+    (dict(schedule="cosine"), "schedule='cosine'"), (dict(model=""), "model=''"), (dict(model=3), "model=3"),
+    (dict(gradient_steps=-1), "gradient_steps=-1"), (dict(gradient_steps=True), "gradient_steps=True"),
+    (dict(probe_images=100), "probe_images=100"), (dict(probe_images=64), "probe_images=64"),
     (dict(optimizer="adamw", momentum=0.9), "momentum=0.9 applies to optimizer='sgd' only"),
-    (dict(schedule="onecycle", target_accuracy=0.9), "target_accuracy=0.9 stops a run early"),
     (dict(momentum=1.0), "momentum=1.0"), (dict(flip=1), "flip=1"), (dict(seed=-1), "seed=-1"),
+    (dict(shuffle=0), "shuffle=0"), (dict(hold_out="no"), "hold_out='no'"), (dict(lr=True), "lr=True"),
+    (dict(weight_decay=float("nan")), "weight_decay=nan"), (dict(seed=1.0), "seed=1.0"),
 ])
 def test_a_bad_recipe_is_one_value_error_on_construction(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")) as error:
         replace(SMALL, **bad)
     assert "\n" not in str(error.value)
+
+
+def test_a_recipe_reads_nothing_from_disk(monkeypatch):
+    """Building a Recipe never reads models.py (a syntax error there breaks no Recipe); the network's name is
+    checked when the run's key is made."""
+    monkeypatch.setattr(models, "structures", lambda: pytest.fail("models.py was read"))
+    monkeypatch.setattr(models, "spec", lambda name: pytest.fail("models.py was read"))
+    assert Recipe(model="resnet", lr=0.1, epochs=1).model == "resnet"
 
 
 def timeless(history: History) -> dict:
@@ -141,7 +124,7 @@ def timeless(history: History) -> dict:
 
 
 def test_same_seed_gives_bitwise_identical_history(data):
-    runs = [small_fit(data, epochs=2, lr=0.05, seed=3, gradient_epochs=1) for _ in range(2)]
+    runs = [small_fit(data, epochs=2, lr=0.05, seed=3, gradient_steps=30, probe_images=128) for _ in range(2)]
     assert timeless(runs[0]) == timeless(runs[1])  # exact float equality, not approx
     assert small_fit(data, epochs=2, lr=0.05, seed=4).step_loss != runs[0].step_loss
 
@@ -160,23 +143,24 @@ def test_a_run_uses_one_thread_whatever_the_machine_has(data, monkeypatch):
 
 
 FIELDS = {
-    "model": st.sampled_from(["base", "cnn", "wider", "resnet", ""]),
+    "model": st.sampled_from(["base", "cnn", "wider+bn", "", 7]),
     "lr": st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-2, 2), st.booleans()),
     "epochs": st.one_of(st.integers(-1, 3), st.floats(0, 3), st.just("2")),
     "optimizer": st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]),
-    "batch_size": st.integers(-1, 40), "momentum": st.one_of(st.just(0.0), st.floats(-0.5, 1.5)),
+    "batch_size": st.integers(-1, 40), "momentum": st.one_of(st.just(0.0), st.floats(-0.5, 1.5), st.just(0.9)),
     "weight_decay": st.one_of(st.just(0.0), st.floats(-1, 1), st.just(float("nan"))),
     "schedule": st.sampled_from(["constant", "onecycle", "cosine"]), "flip": st.sampled_from([False, True, 1]),
-    "seed": st.integers(-1, 3), "target_accuracy": st.one_of(st.none(), st.floats(-0.5, 1.5), st.just(90)),
-    "min_epochs": st.integers(0, 4), "patience": st.integers(0, 11), "gradient_epochs": st.integers(-1, 4),
+    "shuffle": st.sampled_from([False, True, None]), "hold_out": st.sampled_from([False, True, "yes"]),
+    "seed": st.integers(-1, 3), "gradient_steps": st.integers(-1, 120), "probe_images": st.sampled_from([0, 64, 96, 128]),
 }
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional=FIELDS))
-def test_every_recipe_either_trains_or_names_its_wrong_field_in_one_line(fields):
-    """Random combinations of the fields (valid and not): each recipe either constructs and trains (a few
-    steps on 32 images), or fails at construction with one ValueError line that names a field and its value."""
+def test_every_recipe_either_trains_as_it_says_or_names_its_wrong_field_in_one_line(fields):
+    """Random combinations of the fields (valid and not): each recipe either constructs and trains (a few steps on
+    32 images) with its optimizer doing what it says at every step (the rate, and the momentum or betas, under
+    either schedule), or fails at construction with one ValueError line that names a field and its value."""
     fields = {"model": "base", "lr": 0.1, "epochs": 1, **fields}
     try:
         recipe = Recipe(**fields)
@@ -184,19 +168,38 @@ def test_every_recipe_either_trains_or_names_its_wrong_field_in_one_line(fields)
         message = str(error)
         assert "\n" not in message and re.match(rf"({'|'.join(FIELDS)})=", message), message
         return
+    model = build(recipe.model, recipe.seed)
+    optimizer = make_optimizer(model, recipe)
+    steps = recipe.epochs * math.ceil(32 / recipe.batch_size)
+    scheduler = make_scheduler(optimizer, recipe, steps)
+    for _ in range(steps):
+        group = optimizer.param_groups[0]
+        assert group.get("momentum", 0.0) == recipe.momentum and group["weight_decay"] == recipe.weight_decay
+        assert group.get("betas", (0.9, 0.999)) == (0.9, 0.999)  # torch's defaults: the recipe has no betas
+        assert group["lr"] == recipe.lr if scheduler is None else group["lr"] <= recipe.lr * (1 + 1e-9)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    if recipe.probe_images > 32:
+        with pytest.raises(ValueError, match=f"probe_images={recipe.probe_images} is more than the 32 training"):
+            fit(model, TINY_DATA, recipe, CPU)
+        return
+    if recipe.model.endswith("+bn") and 1 in (recipe.batch_size, 32 % recipe.batch_size):
+        with pytest.raises(ValueError, match=f"batch_size={recipe.batch_size}: a minibatch of one image"):
+            fit(model, TINY_DATA, recipe, CPU)
+        return
     history = fit(build(recipe.model, recipe.seed), TINY_DATA, recipe, CPU)
-    assert history.epochs >= 1 or history.diverged
+    assert history.epochs == recipe.epochs or history.diverged
     json.dumps(history.to_dict(), allow_nan=False)
 
 
 def test_first_epochs_equals_a_shorter_run(data):
-    long = small_fit(data, epochs=4, gradient_epochs=4)
-    short = small_fit(data, epochs=2, gradient_epochs=2)
+    long = small_fit(data, epochs=4, gradient_steps=30, probe_images=128)
+    short = small_fit(data, epochs=2, gradient_steps=30, probe_images=128)
     cut = long.first_epochs(2)
     assert cut.step_loss == short.step_loss and cut.test_accuracy == short.test_accuracy
     assert cut.train_accuracy == short.train_accuracy and cut.epochs == 2 and cut.stop_reason == "epochs"
-    blocks = cut.gradients["blocks"]["abs_mean"]  # whole blocks only: 40 steps make no 50-step block
-    assert blocks == short.gradients["blocks"]["abs_mean"][:len(blocks)]
+    assert cut.gradients == short.gradients  # the first steps and the probe's checkpoints up to epoch 2
     assert long.first_epochs(4).confusion == long.confusion and cut.confusion is None
 
 
@@ -207,17 +210,40 @@ def test_first_epochs_of_a_run_that_diverged_later_or_earlier(data):
     assert early.first_epochs(2).stop_reason == "diverged" and early.first_epochs(2).diverged_step == 25
 
 
-def test_the_trace_covers_only_the_first_gradient_epochs(data):
-    history = small_fit(data, epochs=3, gradient_epochs=1)
-    steps_per_epoch = math.ceil(640 / 32)
-    assert len(history.gradients["steps"]["signed_mean"]) == steps_per_epoch  # fewer than 100 in one epoch
-    assert len(history.gradients["blocks"]["abs_mean"]) == 1  # 20 steps: one short block
-    untraced = small_fit(data, epochs=3)
-    assert untraced.gradients is None and untraced.step_loss == history.step_loss  # tracing changes no number
+def test_the_record_covers_the_first_steps_and_changes_no_number(data):
+    history = small_fit(data, epochs=3, gradient_steps=30, probe_images=128)
+    assert len(history.gradients["steps"]["signed_mean"]) == 30
+    assert history.gradients["probe"]["step"] == [0, 1, 2, 5, 10, 20, 40, 50, 60]  # 20 per epoch
+    plain = small_fit(data, epochs=3)
+    assert plain.gradients is None and plain.step_loss == history.step_loss  # recording changes no number
+    assert plain.test_accuracy == history.test_accuracy
+
+
+def test_the_quickstarts_data_all_images_in_their_stored_order(data):
+    """hold_out=False trains on the validation images too, in the order of the file; shuffle=False keeps that
+    order every epoch; no validation accuracy is measured."""
+    history = small_fit(data, epochs=2, hold_out=False, shuffle=False)
+    assert history.data_sizes["train"] == 740 and history.data_sizes["validation"] == 0
+    assert history.validation_accuracy == [] and len(history.test_accuracy) == 2
+    merged = data.without_hold_out()
+    assert merged.train_index.tolist() == sorted(torch.cat([data.train_index, data.validation_index]).tolist())
+    model = build("base", seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3)
+    losses = []
+    with reproducible(CPU):  # one thread, as every run
+        for _ in range(2):
+            for start in range(0, 740, 32):
+                x, y = merged.train_images[start:start + 32].float() / 255, merged.train_labels[start:start + 32]
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+    assert history.step_loss == losses  # the same bits
 
 
 def test_history_round_trips_through_json(data):
-    history = small_fit(data, epochs=1, gradient_epochs=1)
+    history = small_fit(data, epochs=1, gradient_steps=30, probe_images=128)
     again = History.from_dict(json.loads(json.dumps(history.to_dict())))
     assert again.test_accuracy == pytest.approx(history.test_accuracy, rel=1e-5)
     assert again.recipe == history.recipe and again.started == history.started
