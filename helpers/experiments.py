@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import re
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +26,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import code, models, pool, workers
+from . import code, data, models, pool, workers
 from .config import TOOLING, Profile, cores, progress_enabled, rerun_requested, workers_requested
 from .device import describe, kind, matmul_gflops, pick
 from .training import History, Recipe
@@ -40,7 +41,7 @@ WORKER_MB = 1200             # peak memory of one worker (torch, the splits, the
 GPU_RUNS = 4                 # runs sharing one GPU at once: a batch-64 run alone leaves it mostly idle
 SILENT_EPOCHS = 20           # a run that sends nothing for this many times an epoch's expected time is stopped
 SESSION = uuid.uuid4().hex[:12]  # this process: runs trained in one session are timed together
-_written: set[Path] = set()  # results this process trained (A3_RERUN does not train them again)
+_written: set[str] = set()   # keys (digests) this process trained: A3_RERUN does not train them again
 WorkerDied = pool.WorkerDied
 
 
@@ -68,7 +69,7 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
     histories: dict[str, History] = {}
     for name, key in keys.items():
         found = stored(profile, key)
-        if found is not None and not (rerun and found not in _written):
+        if found is not None and not (rerun and digest(key) not in _written):
             history = load(found, key, log)
             if history is not None:
                 histories[name] = history
@@ -118,7 +119,12 @@ def not_used_by(network: dict[str, Any]) -> frozenset[str]:
 
 def digest(key: dict[str, Any]) -> str:
     """12 hex digits naming a key."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    try:
+        text = json.dumps(key, sort_keys=True)
+    except TypeError as error:  # a numpy number in a recipe, say
+        raise ValueError(f"a recipe holds a value that is not a plain number or string ({error}): use Python's "
+                         f"int, float, str or bool") from None
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def path_for(profile: Profile, name: str, key: dict[str, Any]) -> Path:
@@ -178,20 +184,23 @@ def provenance(runs: list[History], log: Callable[[str], None]) -> None:
     made = {kind(run.machine): run.machine for run in runs}
     other = [m for k, m in made.items() if k != kind(here)]
     if other:
-        log(f"{len(runs)} runs loaded, made on " + "; ".join(_machine(m) for m in other)
-            + f"; this machine is {_machine(here)}: retrained here (A3_RERUN=1), their numbers could differ")
+        log(f"{len(runs)} runs loaded, made on " + "; ".join(machine_line(m) for m in other)
+            + f"; this machine is {machine_line(here)}: retrained here (A3_RERUN=1), their numbers could differ")
 
 
-def _machine(machine: dict[str, str]) -> str:
+def machine_line(machine: dict[str, Any]) -> str:
+    """'CPU AMD EPYC (AVX2 kernels), torch 2.14.1': what computed a run."""
     return f"{machine['device'].upper()} {machine['name']} ({machine['kernels']} kernels), torch {machine['torch']}"
 
 
 def write_json(path: Path, content: Any) -> None:
-    """Write JSON atomically: a temp file in the same folder, then rename over `path`; no temp file is left."""
+    """Write JSON atomically: a temp file of its own in the same folder (two writers never share one), then rename
+    over `path`; no temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    partial = Path(name)
     try:
-        with open(partial, "w", encoding="utf-8") as f:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
             json.dump(content, f, separators=(",", ":"), allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
@@ -201,12 +210,20 @@ def write_json(path: Path, content: Any) -> None:
 
 
 def free_memory_mb() -> float:
-    """Memory available to new processes, in MB (unknown: infinite)."""
-    try:
-        import psutil
-        return psutil.virtual_memory().available / 2 ** 20
-    except ImportError:
-        return float("inf")
+    """Memory available to new processes, in MB: the machine's, or less where a container limits this process
+    (cgroup v2 or v1, as JupyterHub and Binder do)."""
+    import psutil
+    free = psutil.virtual_memory().available
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            cap, current = Path(limit).read_text().strip(), int(Path(used).read_text())
+        except (OSError, ValueError):
+            continue
+        if cap.isdigit() and int(cap) < 2 ** 60:  # "max" or a huge number: no limit
+            free = min(free, int(cap) - current)
+        break
+    return max(free, 0) / 2 ** 20
 
 
 def worker_count(device: torch.device, jobs: int) -> int:
@@ -250,7 +267,7 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
     def save(name: str, history: dict[str, Any]) -> None:
         history["machine"] = {**history["machine"], **conditions}
         write_json(paths[name], {"key": keys[name], "history": history})
-        _written.add(paths[name])
+        _written.add(digest(keys[name]))
         done[name] = History.from_dict(json.loads(json.dumps(history)))  # fresh and stored runs read alike
         bar.total -= recipes[name].epochs - done[name].epochs  # runs that diverged
         bar.refresh()
@@ -263,6 +280,7 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
             for name in order:
                 save(name, workers.train_one(*jobs[name], on_epoch=lambda epoch: bar.update()))
         else:
+            data.prepare(Path(profile.data_root).resolve())  # once, here: the workers then only read the files
             pool.train(jobs, count, save, bar.update, silence)
     finally:
         bar.close()

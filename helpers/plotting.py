@@ -5,6 +5,7 @@ after that each seed goes on as a thin line that ends in a dot. Every axis shows
 ticks; legends list only what is drawn."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -188,48 +189,52 @@ def error_curves(groups: dict[float, Group], target: float, title: str) -> Figur
 
 def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot: over the first 100 training steps, per rate (mean over the seeds, band: 95 %
-    confidence interval), (a) the signed mean of the gradients and (b) their mean absolute value (log scale)."""
-    fig, (signed, size) = plt.subplots(1, 2, figsize=(WIDTH, 2.2))
-    for lr, runs in groups.items():
+    confidence interval), the signed mean of the gradients, each rate on its own axis (their sizes differ 100-fold),
+    and the mean absolute value of the gradients of all rates together (log scale, band: min to max)."""
+    rows = math.ceil((len(groups) + 2) / 3)  # three panels a row; the last two cells hold (e)
+    fig = plt.figure(figsize=(WIDTH, 1.8 * rows))
+    grid = fig.add_gridspec(rows, 3)
+    panels = [fig.add_subplot(grid[i // 3, i % 3]) for i in range(len(groups))]
+    size = fig.add_subplot(grid[rows - 1, 1:])
+    for (lr, runs), letter, ax in zip(groups.items(), "abcdefghij", panels):
         traced = [r for r in runs if r.gradients]
-        name = f"{label(lr)} ({len(traced)} seeds)"
-        seeds(signed, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), name, band="ci")
-        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), "_", band="ci")
-    signed.set_yscale("symlog", linthresh=1e-6)
-    signed.axhline(0, color="black", lw=0.6, zorder=1)
+        seeds(ax, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), "_", band="ci")
+        ax.axhline(0, color="black", lw=0.6, zorder=1)
+        ax.set_title(f"({letter}) signed mean, {label(lr)} ({len(traced)} seeds)")
+        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), label(lr))
     size.set_yscale("log")
-    signed.set_title("(a) signed mean of all gradient entries")
-    size.set_title("(b) mean |gradient| (log scale)")
-    for ax in (signed, size):
-        ax.set_xlabel("training step (minibatch of 64)")
-    _ticks(signed, size)
-    fig.suptitle("Q1.6: the mean gradient after loss.backward(), first 100 steps (signed: symmetric log scale, "
-                 "linear within ±1e-6)", fontsize=9)
-    handles, names = signed.get_legend_handles_labels()
-    _legend_below(fig, handles, names, 0.1)
+    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |gradient|, every rate (log scale)")
+    for ax in [*panels, size]:
+        ax.set_xlabel("training step")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0)) if ax is not size else None
+    _ticks(*panels, size)
+    size.legend(loc="upper left", ncol=2, frameon=False)
+    fig.suptitle("Q1.6: the mean of the gradients after loss.backward(), first 100 steps (band: 95 % CI)", fontsize=9)
+    fig.tight_layout()
     return fig
 
 
-def probe(groups: dict[float, Group], demo: float) -> Figure:
+def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
     """Q1.6 through the whole run, the probe batch (the same training images at every checkpoint), per rate (mean
     over the seeds): (a) its loss; (b) its gradient's mean |g| (solid) and a single minibatch's (dashed); (c) at the
     demo rate, per seed; (d) at the demo rate, per layer. Steps on a symmetric log scale (0 is the initial network)."""
     fig, grid = plt.subplots(2, 2, figsize=(WIDTH, 4.0))
     (loss, size), (each, layer) = grid
     for lr, runs in groups.items():
-        probes = [r.gradients["probe"] for r in runs if r.gradients and "probe" in r.gradients]
-        if not probes:
+        probed = [r for r in runs if r.gradients and "probe" in r.gradients]
+        if not probed:
             continue
+        probes = [r.gradients["probe"] for r in probed]
         steps = np.array(max((p["step"] for p in probes), key=len), float)  # the same checkpoints, some cut short
         seeds(loss, [p["loss"] for p in probes], color(lr), label(lr), x=steps)
         seeds(size, [p["abs_mean"] for p in probes], color(lr), "_", x=steps)
         seeds(size, [p["minibatch_abs_mean"] for p in probes], color(lr), "_", "--", x=steps, band="none")
         if lr == demo:
-            for p, run, style in zip(probes, runs, ("-", "--", ":", "-.")):
-                each.plot(steps, p["abs_mean"], style, color=color(lr), lw=1, label=f"seed {run.recipe.seed}")
+            for p, run, style in zip(probes, probed, ("-", "--", ":", "-.")):
+                each.plot(p["step"], p["abs_mean"], style, color=color(lr), lw=1, label=f"seed {run.recipe.seed}")
             for name in probes[0]["layers"]:
-                seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / 4), f"layer {name}",
-                      x=steps)
+                seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / (len(probes[0]["layers"]) + 1)),
+                      f"layer {name}", x=steps)
     titles = ["(a) loss on the probe batch", "(b) mean |g|: probe batch (solid), one minibatch (dashed)",
               f"(c) probe mean |g| at lr {demo:g}, per seed", f"(d) probe mean |g| at lr {demo:g}, per layer"]
     steps_per_epoch = next(iter(groups.values()))[0].steps_per_epoch
@@ -242,14 +247,15 @@ def probe(groups: dict[float, Group], demo: float) -> Figure:
     for ax in grid.flat:
         ax.xaxis.set_major_locator(plt.FixedLocator([0, 1, 10, 100, 1000, 10000, 100000]))
         ax.set_xlim(left=0)
-    each.legend(loc="lower right", frameon=False)
-    layer.legend(loc="lower right", frameon=False)
+    each.legend(loc="upper left", frameon=False)
+    layer.legend(loc="upper left", frameon=False)
+    fig.suptitle(title, fontsize=9)
     handles, names = loss.get_legend_handles_labels()
     _legend_below(fig, handles, names, 0.05)
     return fig
 
 
-def networks(groups: dict[Any, Group], target: float) -> Figure:
+def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     """Q1.7 per network × scheme, mean over the seeds (band: min to max): validation accuracy (a) per epoch and (b)
     against the training compute spent (TFLOP, log scale): the comparison at equal cost. The demo scheme dashed."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
@@ -268,6 +274,7 @@ def networks(groups: dict[Any, Group], target: float) -> Figure:
     left.set_title(f"(a) per epoch; dotted: {100 * target:g} %")
     right.set_title("(b) at equal compute")
     _ticks(left, right)
+    fig.suptitle(title, fontsize=9)
     handles, names = left.get_legend_handles_labels()
     _legend_below(fig, handles, names, 0.16)
     return fig

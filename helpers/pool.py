@@ -82,13 +82,14 @@ def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None],
     pool = ProcessPoolExecutor(count, mp_context=context, initializer=exec,
                                initargs=(BOOT, {"events": events, "path": str(PACKAGE.parent)}))
     reports = Reports()
+    failed: list[BaseException] = []
     try:
         futures = {pool.submit(function, *job): name for name, job in jobs.items()}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             reports.read(events, on_epoch)
-            collect(done, futures, save, reports)
+            failed += collect(done, futures, save, reports)
             for pid, name in reports.running.items():
                 quiet = time.monotonic() - reports.heard[pid]
                 if quiet > silence[name]:
@@ -98,24 +99,28 @@ def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None],
     finally:
         stop(pool, started)
         events.close()
+    if failed:  # a run's own error, raised once the other runs have finished and been saved
+        raise failed[0]
 
 
 def collect(done: set[Future], futures: dict[Future, str], save: Callable[[str, dict], None],
-            reports: Reports) -> None:
-    """Save every finished run among `done`, then raise for a worker that died or a run that failed."""
+            reports: Reports) -> list[BaseException]:
+    """Save every finished run among `done`; then raise for a worker that died (the pool is broken: no run can go
+    on), or return the errors of runs that failed by themselves (the others go on)."""
     errors = []
     for future in done:
         error = future.exception()
+        if isinstance(error, BrokenProcessPool):
+            errors.insert(0, error)
+            continue
+        reports.finished(futures[future])
         if error is None:
-            reports.finished(futures[future])
             save(futures[future], future.result())
         else:
             errors.append(error)
-    for error in errors:  # a run's own error before the broken pool it may have caused
-        if not isinstance(error, BrokenProcessPool):
-            raise error
-    if errors:
+    if errors and isinstance(errors[0], BrokenProcessPool):
         raise WorkerDied(death(futures, reports)) from None
+    return errors
 
 
 def death(futures: dict[Future, str], reports: Reports) -> str:
@@ -129,13 +134,17 @@ def death(futures: dict[Future, str], reports: Reports) -> str:
         return ("the worker processes ended while starting, before any run: each first imports this program's main "
                 f"module{f' ({Path(main).name})' if main else ''}; if it trains when imported, put that code under "
                 "`if __name__ == \"__main__\":` (the workers' error is printed above)")
-    causes = [f"run {name}: its worker process ended abruptly (killed by the system, most likely out of memory, or "
-              f"crashed)" for name in reports.running.values()]
-    if not causes:
-        causes = ["a worker process ended abruptly (killed, most likely out of memory) before it said which of "
-                  + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
-                  + " it had taken"]
-    return "; ".join(causes) + "; the runs that had finished are kept, run the cell again to train the rest"
+    running = sorted(set(reports.running.values()))
+    if len(running) == 1:
+        cause = f"run {running[0]}: its worker process ended abruptly"
+    elif running:  # the pool ends every worker once one has died: which one died first, it does not say
+        cause = f"a worker process ended abruptly while training one of {', '.join(running)}"
+    else:
+        cause = ("a worker process ended abruptly before it said which of "
+                 + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
+                 + " it had taken")
+    return (cause + " (killed by the system, most likely out of memory, or crashed); the runs that had finished are "
+            "kept, run the cell again to train the rest")
 
 
 def import_error() -> str | None:

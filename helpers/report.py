@@ -161,15 +161,3 @@ def images_seen(run: History) -> list[int]:
 def training_tflop(run: History) -> list[float]:
     """After each epoch: the training compute spent so far (forward and backward passes), in TFLOP."""
     return [n * run.flops_per_image / 1e12 for n in images_seen(run)]
-
-
-def probe_series(run: History, series: str, layer: str | None = None) -> list[float | None]:
-    """A series of the Q1.6 probe (or one layer's mean |g|), at its checkpoints."""
-    probe = run.gradients["probe"]
-    return probe["layers"][layer] if layer else probe[series]
-
-
-def peak(values: list[float | None]) -> tuple[int, float]:
-    """(index, value) of the largest value."""
-    index = max(range(len(values)), key=lambda i: -math.inf if values[i] is None else values[i])
-    return index, values[index]

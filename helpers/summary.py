@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .config import ROOT, Profile
-from .experiments import write_json
+from .experiments import machine_line, write_json
 from .tables import view
 from .training import History
 
@@ -68,9 +68,8 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
     wall = sum(max(r.finished for r in rs) - min(r.started for r in rs) for rs in sessions.values()) / 1000
     rate = max((run.machine.get("matmul_gflops") or 0 for run in runs), default=0)
     peaks = sorted(run.peak_memory_mb for run in runs if run.peak_memory_mb)
-    return {"count": len(runs), "epochs": sum(run.epochs for run in runs), "machines": sorted(
-                {f"{r.machine['device'].upper()} {r.machine['name']} ({r.machine['kernels']} kernels), torch "
-                 f"{r.machine['torch']}" for r in runs}),
+    return {"count": len(runs), "epochs": sum(run.epochs for run in runs),
+            "machines": sorted({machine_line(r.machine) for r in runs}),
             "sessions": len(sessions), "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
             "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
             "tflop": flops / 1e12, "matmul_gflops": rate or None,

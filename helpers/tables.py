@@ -215,11 +215,12 @@ def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd
     return _frame([{"change": name, **differences[name]} for name in changes], "change", p="p (Holm)")
 
 
-def classes(mlp: Group, cnn: Group) -> pd.DataFrame:
-    """Q1.7: test accuracy per class of an MLP and the CNN (mean over the seeds), and the difference."""
+def classes(mlp: Group, cnn: Group, names: tuple[str, str] = ("MLP", "CNN")) -> pd.DataFrame:
+    """Q1.7: test accuracy per class of an MLP and the CNN (mean over the seeds), and the difference; `names` head
+    the two columns."""
     a, b = report.per_class(mlp), report.per_class(cnn)
     return _frame([{"class": name, "mlp": a[name], "cnn": b[name], "diff": b[name] - a[name]} for name in CLASS_NAMES],
-                  "class", diff="Δ CNN − MLP (points)")
+                  "class", mlp=f"{names[0]} (%)", cnn=f"{names[1]} (%)", diff="Δ (points)")
 
 
 def number(column: str, value: Any) -> str:

@@ -507,3 +507,25 @@ def test_training_in_this_process_refuses_helpers_that_changed_on_disk_since_the
 def test_every_helpers_module_imported_is_kept_as_it_was_imported():
     assert {p.name for p in code.IMPORTED} >= {p.name for p in code.closure(ROOT / "helpers" / "workers.py")}
     assert all(text == p.read_text(encoding="utf-8") for p, text in code.IMPORTED.items() if p.parent == code.PACKAGE)
+
+
+def test_a_run_that_fails_by_itself_lets_the_others_finish_and_be_saved_first():
+    from concurrent.futures import Future
+    finished, failed = Future(), Future()
+    finished.set_result({"test_accuracy": [0.9]})
+    failed.set_exception(ValueError("probe_images=4096 is more than the 4000 training images: lower it"))
+    saved, reports = [], pool.Reports(ready={1, 2}, running={1: "a", 2: "b"})
+    errors = pool.collect({failed: None, finished: None}, {finished: "a", failed: "b"},
+                          lambda name, result: saved.append(name), reports)
+    assert saved == ["a"] and [str(e) for e in errors] == [str(failed.exception())] and reports.running == {}
+
+
+def test_a_death_among_several_runs_names_them_all_as_the_ones_one_of_which_died():
+    from concurrent.futures import Future
+    broken = Future()
+    from concurrent.futures.process import BrokenProcessPool
+    broken.set_exception(BrokenProcessPool("gone"))
+    reports = pool.Reports(ready={1, 2, 3}, running={1: "a", 2: "b", 3: "c"})
+    with pytest.raises(pool.WorkerDied, match="^a worker process ended abruptly while training one of a, b, c "
+                                              r"\(killed by the system"):
+        pool.collect({broken: None}, {broken: "a"}, lambda name, result: None, reports)

@@ -179,7 +179,7 @@ def test_a_search_extends_its_grid_until_the_choice_is_inside(monkeypatch):
 
 def figures() -> list:
     return [plotting.loss_curves(RATES, "t"), plotting.error_curves(RATES, 0.9, "t"), plotting.first_steps(RATES),
-            plotting.probe(RATES, 0.1), plotting.networks({("base", "demo"): DIVERGED, ("cnn", "cnn"): [GOOD]}, 0.9)]
+            plotting.probe(RATES, 0.1, "t"), plotting.networks({("base", "demo"): DIVERGED, ("cnn", "cnn"): [GOOD]}, 0.9, "t")]
 
 
 def visible_ticks(axis, low: float, high: float) -> int:
@@ -201,7 +201,7 @@ def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_
                 assert name in drawn or name in ("test loss (b)", "train loss (b)", "test (a, b)", "train (a)",
                                                  "train (b)"), name
         for ax in fig.axes:
-            assert ax.get_title(), "an untitled panel"
+            assert ax.get_title() and fig._suptitle is not None, "an untitled panel or figure"
             low, high = ax.get_ylim()
             assert visible_ticks(ax.yaxis, low, high) >= 4, (ax.get_title(), ax.yaxis.get_majorticklocs(), low, high)
             (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
