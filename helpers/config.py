@@ -38,10 +38,9 @@ class Profile:
     data_root: Path = ROOT / "data"
 
     def describe(self) -> str:
-        """One line: the data, epochs and seeds of this profile."""
-        return (f"Profile {self.name!r}: {self.train_samples:,} training, {self.validation_samples:,} validation and "
-                f"{self.test_samples:,} test images; {self.epochs} epochs ({self.max_epochs} in Q1.2/Q1.3); seeds "
-                f"{', '.join(map(str, self.seeds))} reported, {', '.join(map(str, self.selection_seeds))} for choices.")
+        """One line: the data and epochs of this profile."""
+        return (f"{self.name} profile: {self.train_samples:,} train, {self.validation_samples:,} validation, "
+                f"{self.test_samples:,} test images; {self.epochs} epochs ({self.max_epochs} in Q1.3)")
 
     @property
     def data_sizes(self) -> dict[str, int]:

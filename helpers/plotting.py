@@ -41,11 +41,11 @@ def color(key: Any) -> str:
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', 'wider', 'MLP + BatchNorm', 'CNN', or a (network, scheme) cell: 'CNN, demo scheme'."""
+    """'lr 0.1', 'wider', 'MLP+BN' (with BatchNorm), 'CNN', or a (network, scheme) cell: 'CNN, demo scheme'."""
     if isinstance(key, tuple):
         return f"{label(key[0])}, {SCHEME_NAMES[key[1]]}"
     if isinstance(key, str):
-        return {"cnn": "CNN", "base": "MLP", "base+bn": "MLP + BatchNorm"}.get(key, key)
+        return {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN"}.get(key, key)
     return f"lr {key:g}"
 
 
@@ -66,11 +66,13 @@ def _ticks(*axes: plt.Axes) -> None:
                 axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
                 continue
             low, high = sorted(limits)
-            steps = [(1, 2, 5), (1,), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)]
+            steps = [(1, 2, 5), (1, 3), (1,), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)]
             candidates = ([LogLocator(subs=s) for s in steps] if scale == "log" else
                           [SymmetricalLogLocator(linthresh=axis.get_transform().linthresh, base=10, subs=s) for s in steps])
-            fitting = [c for c in candidates if 4 <= sum(low <= v <= high for v in c.tick_values(low, high)) <= 8]
-            axis.set_major_locator(fitting[0] if fitting else MaxNLocator(nbins=5, min_n_ticks=4))
+            fitting = [c for c in candidates if 4 <= sum(low <= v <= high for v in c.tick_values(low, high)) <= 7]
+            wide = scale == "log" and high / low > 1e7  # many decades: every other decade or so
+            axis.set_major_locator(fitting[0] if fitting else LogLocator(numticks=6) if wide
+                                   else MaxNLocator(nbins=4, min_n_ticks=4))
             axis.set_major_formatter(FuncFormatter(_number))
             axis.set_minor_formatter(NullFormatter())
 
@@ -164,7 +166,7 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
 def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
     """Q1.3 per epoch, mean over the seeds (band: min to max): (a) test error = 1 − accuracy on a log scale, with
     validation and train dashed lighter, the target dotted; (b) test loss (solid) and train loss (dashed)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.0))
     for key, runs in groups.items():
         seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
         seeds(left, [[100 * (1 - a) for a in r.train_accuracy] for r in runs], color(key), "_", ":", band="none")
@@ -190,27 +192,26 @@ def error_curves(groups: dict[float, Group], target: float, title: str) -> Figur
 def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot: over the first 100 training steps, per rate (mean over the seeds, band: 95 %
     confidence interval), the signed mean of the gradients, each rate on its own axis (their sizes differ 100-fold),
-    and the mean absolute value of the gradients of all rates together (log scale, band: min to max)."""
-    rows = math.ceil((len(groups) + 2) / 3)  # three panels a row; the last two cells hold (e)
-    fig = plt.figure(figsize=(WIDTH, 1.8 * rows))
-    grid = fig.add_gridspec(rows, 3)
-    panels = [fig.add_subplot(grid[i // 3, i % 3]) for i in range(len(groups))]
-    size = fig.add_subplot(grid[rows - 1, 1:])
+    then the mean absolute value of the gradients of all rates together (log scale, band: min to max)."""
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(WIDTH, 2.0))
+    *panels, size = axes
     for (lr, runs), letter, ax in zip(groups.items(), "abcdefghij", panels):
         traced = [r for r in runs if r.gradients]
         seeds(ax, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), "_", band="ci")
         ax.axhline(0, color="black", lw=0.6, zorder=1)
-        ax.set_title(f"({letter}) signed mean, {label(lr)} ({len(traced)} seeds)")
+        ax.set_title(f"({letter}) signed, {label(lr)}")
+        ax.set_xlabel(f"step ({len(traced)} seeds)")
         seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), label(lr))
+        ax.yaxis.set_major_formatter(FuncFormatter(_number))
     size.set_yscale("log")
-    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |gradient|, every rate (log scale)")
-    for ax in [*panels, size]:
-        ax.set_xlabel("training step")
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0)) if ax is not size else None
+    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |g|")
+    size.set_xlabel("step")
     _ticks(*panels, size)
-    size.legend(loc="upper left", ncol=2, frameon=False)
+    for ax in (*panels, size):
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 50, 100]))
     fig.suptitle("Q1.6: the mean of the gradients after loss.backward(), first 100 steps (band: 95 % CI)", fontsize=9)
-    fig.tight_layout()
+    handles, names = size.get_legend_handles_labels()
+    _legend_below(fig, handles, names, 0.1)
     return fig
 
 
@@ -218,8 +219,8 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
     """Q1.6 through the whole run, the probe batch (the same training images at every checkpoint), per rate (mean
     over the seeds): (a) its loss; (b) its gradient's mean |g| (solid) and a single minibatch's (dashed); (c) at the
     demo rate, per seed; (d) at the demo rate, per layer. Steps on a symmetric log scale (0 is the initial network)."""
-    fig, grid = plt.subplots(2, 2, figsize=(WIDTH, 4.0))
-    (loss, size), (each, layer) = grid
+    fig, grid = plt.subplots(1, 4, figsize=(WIDTH, 2.0))
+    loss, size, each, layer = grid
     for lr, runs in groups.items():
         probed = [r for r in runs if r.gradients and "probe" in r.gradients]
         if not probed:
@@ -235,30 +236,29 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
             for name in probes[0]["layers"]:
                 seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / (len(probes[0]["layers"]) + 1)),
                       f"layer {name}", x=steps)
-    titles = ["(a) loss on the probe batch", "(b) mean |g|: probe batch (solid), one minibatch (dashed)",
-              f"(c) probe mean |g| at lr {demo:g}, per seed", f"(d) probe mean |g| at lr {demo:g}, per layer"]
+    titles = ["(a) probe loss", "(b) mean |g|", f"(c) lr {demo:g}, per seed", f"(d) lr {demo:g}, per layer"]
     steps_per_epoch = next(iter(groups.values()))[0].steps_per_epoch
-    for ax, title in zip(grid.flat, titles):
-        ax.set_title(title)
+    for ax, name in zip(grid.flat, titles):
+        ax.set_title(name)
         ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel(f"training step (symlog; 1 epoch = {steps_per_epoch} steps)")
+        ax.set_xlabel(f"step (1 epoch = {steps_per_epoch})")
         ax.set_yscale("log")
     _ticks(*grid.flat)
     for ax in grid.flat:
-        ax.xaxis.set_major_locator(plt.FixedLocator([0, 1, 10, 100, 1000, 10000, 100000]))
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 1000, 100000]))
         ax.set_xlim(left=0)
-    each.legend(loc="upper left", frameon=False)
-    layer.legend(loc="upper left", frameon=False)
+    each.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
+    layer.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
     fig.suptitle(title, fontsize=9)
     handles, names = loss.get_legend_handles_labels()
-    _legend_below(fig, handles, names, 0.05)
+    _legend_below(fig, handles, names, 0.1)
     return fig
 
 
 def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     """Q1.7 per network × scheme, mean over the seeds (band: min to max): validation accuracy (a) per epoch and (b)
     against the training compute spent (TFLOP, log scale): the comparison at equal cost. The demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.1))
     for key, runs in groups.items():
         network, scheme = key
         style = "--" if scheme == "demo" else "-"

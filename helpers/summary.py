@@ -117,8 +117,8 @@ def commit_line(root: Path = ROOT) -> str:
 
 
 def save(results: dict[str, Any], profile: Profile) -> None:
-    """Write results/summary.json; say what trained the runs, and which questions' numbers differ from the ones
-    the answers quote."""
+    """Write results/summary.json; print (for the report) what trained the runs and how long it took, and which
+    questions' numbers differ from the ones the answers quote."""
     path = profile.results_dir / "summary.json"
     answered = answered_summary(path)
     differ = changed(answered, results)
@@ -126,8 +126,8 @@ def save(results: dict[str, Any], profile: Profile) -> None:
     if answered is None:  # nothing to compare with yet: later runs are compared with this one
         _answered[path] = results
     made = results["runs"]
-    threads = ", one CPU thread each" if all(m.startswith("CPU") for m in made["machines"]) else ""
-    print(f"The {made['count']} runs ({made['epochs']} epochs) trained on {'; '.join(made['machines'])}, "
-          f"{made['side_by_side']} at a time{threads}: {made['seconds_wall'] / 60:.0f} min.")
+    threads = ", one thread each" if all(m.startswith("CPU") for m in made["machines"]) else ""
+    print(f"{made['count']} runs ({made['epochs']:,} epochs), {made['seconds_wall'] / 60:.0f} min: "
+          f"{'; '.join(made['machines'])}, {made['side_by_side']} at a time{threads}.")
     if differ:
         print(f"Note: these numbers differ from the ones my answers quote in {', '.join(differ)}.")

@@ -23,7 +23,7 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "test_epoch": "Test ≥ 90 % at", "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
            "best_test": "Best test (%)", "best_validation": "Best validation (%)", "selection": "Selection seed (%)",
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)", "epochs_run": "Epochs run",
-           "mlp": "Best MLP (%)", "cnn": "CNN (%)", "layer": "Layer"}
+           "mlp": "Best MLP (%)", "cnn": "CNN (%)", "layer": "Layer", "chosen": "Chosen"}
 PERCENT = ("accuracy", "validation", "train", "diff", "best_test", "best_validation", "selection", "quickstart",
            "notebook", "mlp", "cnn")
 
@@ -130,12 +130,12 @@ def structure_costs(groups: dict[str, Group], base: str = "base") -> pd.DataFram
 
 
 def search(searches: dict[str, Any]) -> pd.DataFrame:
-    """Learning-rate searches (experiments.Search), a row per rate tried: validation accuracy of the selection
-    seeds, and the choice."""
-    return _frame([{"search": name, "lr": lr, **_summary(runs, "validation_accuracy", "validation"),
-                    "validation_note": "chosen" if lr == found.chosen else "", "seeds": [r.recipe.seed for r in runs]}
-                   for name, found in searches.items() for lr, runs in found.runs.items()], ["search", "lr"],
-                  validation="Validation, selection seed (%)")
+    """Learning-rate searches (experiments.Search), a row per search: the rates tried, the validation accuracy of the
+    selection seed at each, and the rate chosen."""
+    return _frame([{"search": name, "lr": list(found.runs), "validation": [mean(values(runs, "validation_accuracy"))
+                                                                            for runs in found.runs.values()],
+                    "chosen": found.chosen} for name, found in searches.items()], "search",
+                  lr="Rates tried", validation="Validation, selection seed (%)", chosen="Chosen")
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
@@ -198,14 +198,19 @@ def probe_layers(runs: Group) -> pd.DataFrame:
                   abs_end="|g| at the end")
 
 
-def networks(groups: dict[str, Group], target: float) -> pd.DataFrame:
+def networks(groups: dict[str, Group], target: float, budget: float) -> pd.DataFrame:
     """Q1.7, each network as trained: rate, test accuracy, parameters, multiply-adds, the first epoch validation
-    accuracy reached `target` (per seed), seconds per epoch."""
+    accuracy reached `target` (per seed), the validation accuracy once `budget` TFLOP of training are spent (at the
+    last epoch within it: equal compute), seconds per epoch."""
+    def within(run):
+        spent = [i for i, tflop in enumerate(report.training_tflop(run)) if tflop <= budget * (1 + 1e-9)]
+        return run.validation_accuracy[spent[-1]] if spent else None
     return _frame([{"network": name, "lr": runs[0].recipe.lr, **_summary(runs), "params": runs[0].parameters,
                     "multiply_adds": runs[0].multiply_adds,
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
+                    "validation": mean(values(runs, within)), "validation_std": std(values(runs, within)),
                     "s_per_epoch": report.seconds_per_epoch(runs)} for name, runs in groups.items()], "network",
-                  epoch=f"Epoch validation ≥ {100 * target:g} %")
+                  epoch=f"Epoch validation ≥ {100 * target:g} %", validation=f"Validation at ≤ {budget:.2f} TFLOP (%)")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:

@@ -79,13 +79,15 @@ def shown_numbers(cells: list[dict]) -> set[str]:
     return found
 
 
-def check_numbers_are_shown_above(d: Deliverable) -> list[str]:
-    """Every number an answer quotes is shown by its question, an earlier one, or the appendix it cites."""
+def check_numbers_are_shown_above(d: Deliverable, derived: dict[str, set[str]] | None = None) -> list[str]:
+    """Every number an answer quotes is shown by its question, an earlier one, or the appendix it cites; `derived`
+    names, per question, the numbers a claim recomputes from shown ones (a ratio, a difference, an epoch read off a
+    figure)."""
     found, shown, problems = d.sections(), shown_numbers(d.sections().get("appendix", [])), []
     for question in ["intro", *QUESTIONS]:
         shown |= shown_numbers(found[question])
         if question != "intro":
-            unbacked = numbers(d.prose(question)) - shown - {"1", "2", "3"}  # counting words written as digits
+            unbacked = numbers(d.prose(question)) - shown - (derived or {}).get(question, set()) - {"1", "2", "3"}
             if unbacked:
                 problems.append(f"{question} quotes numbers shown nowhere above: {sorted(unbacked)}")
     return problems

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, needs_real_data
 from deliverable import QUESTIONS, Deliverable, check_numbers_are_shown_above, check_tables_show_the_summary, text_of
 from helpers import config, experiments, models
-from test_claims import check_claims
+from test_claims import check_claims, derived_numbers
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +50,31 @@ def check_run_logs_are_tagged(d: Deliverable) -> list[str]:
             and "tooling" not in output.get("metadata", {}).get("tags", [])]
 
 
-ALL = (check_executed, check_run_logs_are_tagged, check_tables_show_the_summary, check_numbers_are_shown_above,
-       check_claims)
+def check_numbers(d: Deliverable) -> list[str]:
+    """Every quoted number is shown above, or derived from shown ones by a claim that recomputes it."""
+    return check_numbers_are_shown_above(d, derived_numbers())
+
+
+ALL = (check_executed, check_run_logs_are_tagged, check_tables_show_the_summary, check_numbers, check_claims)
 
 
 @pytest.mark.parametrize("check", ALL, ids=lambda check: check.__name__)
 def test_the_committed_deliverable(committed, check):
     problems = check(committed)
     assert not problems, "\n".join(problems)
+
+
+def test_the_commit_the_notebook_names_holds_the_code_and_results_it_shows(committed):
+    """The setup cell prints the git commit of helpers/ and results/: that commit's helpers/ and results/ are the
+    ones checked out now, and none had uncommitted changes when the notebook ran."""
+    line = next(text_of(c) for c in committed.notebook["cells"] if "Code (helpers/) and results" in text_of(c))
+    commit = re.search(r"git commit ([0-9a-f]{7,40})", line)
+    assert commit and "uncommitted" not in line, line
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit.group(1)}^{{commit}}"], cwd=ROOT, capture_output=True)
+    if known.returncode:
+        pytest.skip(f"commit {commit.group(1)} is not in this clone's history (a shallow clone?)")
+    same = subprocess.run(["git", "diff", "--quiet", commit.group(1), "--", "helpers", "results"], cwd=ROOT)
+    assert same.returncode == 0, f"helpers/ or results/ changed since {commit.group(1)}: run `make run` and commit"
 
 
 def test_the_committed_results_were_made_by_the_code_as_it_is_now(committed):
@@ -111,7 +128,7 @@ def student_rerun(tmp_path, change) -> Deliverable:
 
 def test_a_students_own_rerun_on_another_machine_passes_and_a_changed_number_names_its_sentence(tmp_path):
     same = student_rerun(tmp_path, lambda summary: None)
-    for check in (check_executed, check_run_logs_are_tagged, check_numbers_are_shown_above, check_claims):
+    for check in (check_executed, check_run_logs_are_tagged, check_numbers, check_claims):
         assert not check(same), check.__name__  # provenance (CPU, times, run counts) is never checked
     def other_numbers(summary):  # noqa: E306 -- another re-run whose Q1.5 came out the other way round
         for row in summary["Q1.5"]["structures"]:

@@ -21,6 +21,7 @@ SECTIONS = ["Q1.1 The data", "Q1.2 Learning rate", "Q1.3 Learning rate", "Q1.4 W
 RUN_LOGS = ["NBVAL", "nbval", "loaded from", "REPO_URL", "Traceback", r"\d+%\|", "training it", r"trained \d+ of \d+ runs",
             "runs loaded, made on"]  # regular expressions
 ANSWER_PAGES = 6
+APPENDIX_PAGES = 4
 
 spec = importlib.util.spec_from_file_location("pdf_tool", ROOT / "tools" / "pdf.py")
 pdf_tool = importlib.util.module_from_spec(spec)
@@ -61,6 +62,24 @@ def test_the_answers_fit_in_6_pages_and_the_appendices_follow(pdf):
     last_answer_page = start + 1 if before else start  # 1-based
     assert last_answer_page <= ANSWER_PAGES, f"the answers run to page {last_answer_page}"
     assert "Name:" in pages[0] and "Student ID:" in pages[0]
+
+
+@needs_tools
+def test_the_appendices_fit_in_4_pages_and_no_page_but_the_last_is_more_than_a_third_blank(pdf, tmp_path):
+    """Pages rendered at 20 dpi: the lowest row that is not white, against the page's printable height."""
+    from PIL import Image
+    pages = pages_of(pdf)
+    start = next(i for i, text in enumerate(pages) if "Appendix A: the code that ran" in text)
+    assert len(pages) - start <= APPENDIX_PAGES, f"the appendices take {len(pages) - start} pages"
+    subprocess.run(["pdftoppm", "-r", "20", "-gray", str(pdf), str(tmp_path / "page")], check=True)
+    blank = {}
+    for number, image in enumerate(sorted(tmp_path.glob("page*.pgm")), start=1):
+        picture = Image.open(image)
+        width, height = picture.size
+        rows = [y for y in range(height) if picture.crop((0, y, width, y + 1)).getextrema()[0] < 200]
+        blank[number] = 1 - (rows[-1] + 1) / (height * (1 - 16 / 297))  # 8 mm margins top and bottom on A4
+    last = len(pages)
+    assert not {n: round(b, 2) for n, b in blank.items() if b > 1 / 3 and n != last}, blank
 
 
 @needs_tools
@@ -181,3 +200,14 @@ def test_make_test_without_root_skips_the_pdf_tools_and_says_why(tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "PDF tests will be skipped" in result.stdout and "apt-get install chromium poppler-utils" in result.stdout
+
+
+def test_wrapped_code_keeps_its_indentation():
+    """Each code line becomes a block whose wrapped continuation hangs 4 columns in from its own indentation; a span
+    that crosses a line end is closed and reopened, so the markup stays balanced."""
+    html = ('<pre><span class="k">def</span> f():\n        <span class="s">"a\nb"</span> + x\n</pre>')
+    hung = pdf_tool.hang_code_lines(html)
+    assert hung.count('class="code-line"') == 3 and "\n" not in hung
+    assert 'style="padding-left:12ch;text-indent:-12ch">        <span class="s">"a</span></span>' in hung
+    assert '<span class="s">b"</span> + x</span>' in hung
+    assert hung.count("<span") == hung.count("</span>")

@@ -132,12 +132,14 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert crossings.loc[10.0, "test_epoch"] == [None, None, None]
     loop = tables.quickstart({0.1: [GOOD, NEVER]}, {0.1: [FIRST_EPOCH, NEVER]})
     assert loop.loc[0.1, "diff"] == pytest.approx((0.93 + 0.86) / 2 - (0.94 + 0.86) / 2)
+    budget = tables.networks({"MLP": [GOOD, NEVER]}, 0.9, 2 * 500 * 4_000_000 / 1e12)  # 2 epochs' compute
+    assert budget.loc["MLP", "validation"] == pytest.approx((0.911 + 0.851) / 2)
     per_class = tables.classes([GOOD], [FIRST_EPOCH])
     assert per_class.loc["Shirt", "mlp"] == pytest.approx(5 / 7) and per_class.loc["Coat", "diff"] == 0
     for table in (finals, target, crossings, loop, per_class, tables.first_steps(RATES), tables.probe(RATES),
                   tables.probe_layers(RATES[0.1]), tables.structures({"base": [GOOD, NEVER], "wider": DIVERGED}),
                   tables.structure_costs({"base": [GOOD, NEVER], "wider": DIVERGED}),
-                  tables.networks({"MLP": [GOOD, NEVER], "CNN": CELLS[("cnn", "cnn")]}, 0.9),
+                  tables.networks({"MLP": [GOOD, NEVER], "CNN": CELLS[("cnn", "cnn")]}, 0.9, 0.05),
                   tables.effects(CELLS, {"CNN instead of MLP": (("cnn", "demo"), ("base", "demo"))})):
         shown(table)
     assert 10.0 not in tables.probe(RATES).index  # no run of lr 10 finished: its probe is not compared
@@ -226,6 +228,8 @@ def test_a_mean_is_drawn_only_while_every_seed_runs():
 def test_figures_print_at_8_points_or_more_at_the_width_of_a_page():
     for fig in figures():
         assert fig.get_figwidth() <= plotting.WIDTH
+        fig.canvas.draw()  # nothing drawn outside the figure: "tight" saving would make it wider than the page
+        assert fig.get_tightbbox().width <= plotting.WIDTH + 0.01, fig.get_tightbbox()
         sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
         assert min(sizes) >= 8
     matplotlib.pyplot.close("all")

@@ -9,7 +9,9 @@ Playwright's own Chromium (`pip install playwright` and `python -m playwright in
 """
 from __future__ import annotations
 
+import html as html_lib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,7 +59,35 @@ def to_html(notebook_path: Path) -> str:
     exporter = HTMLExporter(template_name="pdf_template", extra_template_basedirs=[str(Path(__file__).parent)],
                             exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_notebook_node(notebook)
-    return html
+    return hang_code_lines(html)
+
+
+PRE = re.compile(r"(<pre[^>]*>)(.*?)(</pre>)", re.DOTALL)
+TAG = re.compile(r"<(/?)span[^>]*>")
+
+
+def hang_code_lines(html: str) -> str:
+    """Each line of code as a block of its own whose continuation, where a long line wraps, starts 4 columns in from
+    the line's own indentation (a hanging indent), so that wrapped code keeps its shape. Spans that cross a line
+    end are closed there and opened again on the next line."""
+    def lines(match: re.Match) -> str:
+        opened: list[str] = []
+        out = []
+        for line in match.group(2).split("\n"):
+            text = html_lib.unescape(re.sub(r"<[^>]+>", "", line))
+            indent = len(text) - len(text.lstrip(" "))
+            body = "".join(opened) + line
+            for tag in TAG.finditer(line):
+                if tag.group(1):
+                    opened.pop() if opened else None
+                else:
+                    opened.append(tag.group(0))
+            out.append(f'<span class="code-line" style="padding-left:{indent + 4}ch;text-indent:-{indent + 4}ch">'
+                       f'{body}{"</span>" * len(opened)}</span>')
+        if out and out[-1].endswith('-4ch"></span>'):  # the empty line after the last newline
+            out.pop()
+        return match.group(1) + "".join(out) + match.group(3)
+    return PRE.sub(lines, html)
 
 
 def candidates() -> list[str]:
