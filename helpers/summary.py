@@ -102,16 +102,19 @@ def answered_summary(path: Path) -> dict[str, Any] | None:
 
 
 def commit_line(root: Path = ROOT) -> str:
-    """Which commit of this project's git history holds the code (helpers/) and the results (results/) shown, and
-    whether either has changed since it was committed."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True, encoding="utf-8",
+    """The last commit of this project's git history that changed the code (helpers/) or the results (results/)
+    shown, and whether either has changed since it was committed."""
+    def git(*args: str, check: bool = True) -> str:
+        return subprocess.run(["git", *args], cwd=root, check=check, capture_output=True, text=True, encoding="utf-8",
                               timeout=20).stdout.strip()
     try:
-        commit = git("rev-parse", "--short=12", "HEAD")
         changed = git("status", "--porcelain", "--", "helpers", "results")
+        commit = git("log", "-1", "--format=%h", "--abbrev=12", "--", "helpers", "results") \
+            if git("rev-parse", "--verify", "-q", "HEAD", check=False) else ""  # the last commit to change them
     except (OSError, subprocess.SubprocessError):
         return "Code (helpers/) and results (results/): not in a git checkout, so no commit can be named."
+    if not commit:
+        return "Code (helpers/) and results (results/): not committed yet, so no commit can be named."
     return (f"Code (helpers/) and results (results/) as in git commit {commit}"
             + (", with uncommitted changes." if changed else "."))
 

@@ -4,6 +4,7 @@ and late. Tables hold numbers; what is shown has no 'nan' or 'None' and a reason
 no curve and show at least 4 ticks."""
 import itertools
 import json
+import subprocess
 import math
 
 import matplotlib
@@ -291,3 +292,22 @@ def test_the_wall_time_adds_up_sessions_not_the_gap_between_them():
     made = summary.runs_made(first + later)
     spans = [max(r.finished for r in rs) - min(r.started for r in rs) for rs in (first, later)]
     assert made["sessions"] == 2 and made["seconds_wall"] == pytest.approx(sum(spans) / 1000)
+
+
+def test_the_commit_line_names_the_last_commit_of_the_code_and_results_not_a_later_notebook_commit(tmp_path):
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    git("init", "-q")
+    assert "not committed yet" in summary.commit_line(tmp_path)
+    for name in ("helpers/a.py", "results/summary.json", "notebook.ipynb"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("1")
+    git("add", "-A")
+    git("commit", "-qm", "code and results")
+    code = git("rev-parse", "--short=12", "HEAD")
+    (tmp_path / "notebook.ipynb").write_text("2")
+    git("commit", "-qam", "the notebook, executed")
+    assert summary.commit_line(tmp_path) == f"Code (helpers/) and results (results/) as in git commit {code}."
+    (tmp_path / "results/summary.json").write_text("3")
+    assert summary.commit_line(tmp_path).endswith(f"{code}, with uncommitted changes.")
