@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, SymmetricalLogLocator
 
 from . import models, report
@@ -32,6 +33,7 @@ RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2
                0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
 MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "base+bn": "#8c564b", "cnn": "#222222"}
 SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}
+NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN"}  # in Q1.7, where the base MLP meets the CNN
 assert set(SCHEME_NAMES) == set(SCHEMES)
 
 
@@ -41,11 +43,12 @@ def color(key: Any) -> str:
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', 'wider', 'MLP+BN' (with BatchNorm), 'CNN', or a (network, scheme) cell: 'CNN, demo scheme'."""
+    """'lr 0.1', a structure ('base', 'wider'), or a (network, scheme) cell: 'MLP, demo scheme', 'MLP+BN, CNN's
+    scheme' (with BatchNorm), 'CNN, demo scheme'."""
     if isinstance(key, tuple):
-        return f"{label(key[0])}, {SCHEME_NAMES[key[1]]}"
+        return f"{NETWORK_NAMES.get(key[0], key[0])}, {SCHEME_NAMES[key[1]]}"
     if isinstance(key, str):
-        return {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN"}.get(key, key)
+        return NETWORK_NAMES.get(key, key) if key != "base" else key
     return f"lr {key:g}"
 
 
@@ -67,7 +70,7 @@ def _ticks(*axes: plt.Axes) -> None:
                 continue
             low, high = sorted(limits)
             steps = [(1, 2, 5), (1, 3), (1,), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)]
-            candidates = ([LogLocator(subs=s) for s in steps] if scale == "log" else
+            candidates = ([LogLocator(subs=s, numticks=30) for s in steps] if scale == "log" else  # not thinned by size
                           [SymmetricalLogLocator(linthresh=axis.get_transform().linthresh, base=10, subs=s) for s in steps])
             fitting = [c for c in candidates if 4 <= sum(low <= v <= high for v in c.tick_values(low, high)) <= 7]
             wide = scale == "log" and high / low > 1e7  # many decades: every other decade or so
@@ -79,13 +82,15 @@ def _ticks(*axes: plt.Axes) -> None:
 
 def _legend_below(fig: Figure, handles: list, names: list[str], space: float) -> None:
     """One legend for the figure, under the axes (in one row, or three columns for long names)."""
-    fig.legend(handles, names, loc="lower center", ncol=len(names) if sum(map(len, names)) < 80 else 3, frameon=False)
-    fig.tight_layout(rect=(0, space if sum(map(len, names)) < 80 else 1.7 * space, 1, 1))
+    one_row = sum(map(len, names)) < 90
+    fig.legend(handles, names, loc="lower center", ncol=len(names) if one_row else 3, frameon=False, handlelength=1.2,
+               handletextpad=0.4, columnspacing=0.8)
+    fig.tight_layout(rect=(0, space if one_row else 1.7 * space, 1, 1))
 
 
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
-    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.55, 1.5))
+    fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.55, 1.4))
     for ax, index in zip(np.atleast_1d(axes), indices):
         ax.imshow(images[index].squeeze(0), cmap="gray_r")
         ax.set_title(f"{CLASS_NAMES[int(labels[index])]} (label {int(labels[index])})")
@@ -133,7 +138,7 @@ def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str
 def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
     """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch (log scale), per rate or
     network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.0))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.9))
     for key, runs in groups.items():
         first = runs[0]
         window = max(1, first.steps_per_epoch // 20)
@@ -166,7 +171,7 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
 def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
     """Q1.3 per epoch, mean over the seeds (band: min to max): (a) test error = 1 − accuracy on a log scale, with
     validation and train dashed lighter, the target dotted; (b) test loss (solid) and train loss (dashed)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.0))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.75))
     for key, runs in groups.items():
         seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
         seeds(left, [[100 * (1 - a) for a in r.train_accuracy] for r in runs], color(key), "_", ":", band="none")
@@ -193,18 +198,19 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot: over the first 100 training steps, per rate (mean over the seeds, band: 95 %
     confidence interval), the signed mean of the gradients, each rate on its own axis (their sizes differ 100-fold),
     then the mean absolute value of the gradients of all rates together (log scale, band: min to max)."""
-    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(WIDTH, 2.0))
+    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(WIDTH, 1.9))
     *panels, size = axes
     for (lr, runs), letter, ax in zip(groups.items(), "abcdefghij", panels):
         traced = [r for r in runs if r.gradients]
         seeds(ax, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), "_", band="ci")
         ax.axhline(0, color="black", lw=0.6, zorder=1)
-        ax.set_title(f"({letter}) signed, {label(lr)}")
+        ax.set_title(f"({letter}) {label(lr)}")
         ax.set_xlabel(f"step ({len(traced)} seeds)")
         seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), label(lr))
         ax.yaxis.set_major_formatter(FuncFormatter(_number))
+    panels[0].set_ylabel("signed mean")
     size.set_yscale("log")
-    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |g|")
+    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |g|, all")
     size.set_xlabel("step")
     _ticks(*panels, size)
     for ax in (*panels, size):
@@ -219,7 +225,7 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
     """Q1.6 through the whole run, the probe batch (the same training images at every checkpoint), per rate (mean
     over the seeds): (a) its loss; (b) its gradient's mean |g| (solid) and a single minibatch's (dashed); (c) at the
     demo rate, per seed; (d) at the demo rate, per layer. Steps on a symmetric log scale (0 is the initial network)."""
-    fig, grid = plt.subplots(1, 4, figsize=(WIDTH, 2.0))
+    fig, grid = plt.subplots(1, 4, figsize=(WIDTH, 1.9))
     loss, size, each, layer = grid
     for lr, runs in groups.items():
         probed = [r for r in runs if r.gradients and "probe" in r.gradients]
@@ -236,14 +242,16 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
             for name in probes[0]["layers"]:
                 seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / (len(probes[0]["layers"]) + 1)),
                       f"layer {name}", x=steps)
-    titles = ["(a) probe loss", "(b) mean |g|", f"(c) lr {demo:g}, per seed", f"(d) lr {demo:g}, per layer"]
+    titles = ["(a) probe loss", "(b) mean |g|", f"(c) |g|, seeds, lr {demo:g}", f"(d) |g|, layers, lr {demo:g}"]
     steps_per_epoch = next(iter(groups.values()))[0].steps_per_epoch
     for ax, name in zip(grid.flat, titles):
         ax.set_title(name)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel(f"step (1 epoch = {steps_per_epoch})")
-        ax.set_yscale("log")
+        ax.set_yscale("log" if ax is not each else "linear")  # the seeds span less than a factor of 3
     _ticks(*grid.flat)
+    each.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=4))
+    each.yaxis.set_major_formatter(FuncFormatter(_number))
     for ax in grid.flat:
         ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 1000, 100000]))
         ax.set_xlim(left=0)
@@ -251,14 +259,15 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
     layer.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
     fig.suptitle(title, fontsize=9)
     handles, names = loss.get_legend_handles_labels()
-    _legend_below(fig, handles, names, 0.1)
+    kinds = [Line2D([], [], color="black", lw=1), Line2D([], [], color="black", lw=1, ls="--")]
+    _legend_below(fig, handles + kinds, names + ["probe batch", "(b) a minibatch"], 0.1)
     return fig
 
 
 def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     """Q1.7 per network × scheme, mean over the seeds (band: min to max): validation accuracy (a) per epoch and (b)
     against the training compute spent (TFLOP, log scale): the comparison at equal cost. The demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.1))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
     for key, runs in groups.items():
         network, scheme = key
         style = "--" if scheme == "demo" else "-"
@@ -267,7 +276,7 @@ def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
               x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
     for ax in (left, right):
         ax.axhline(100 * target, color="black", lw=0.8, ls=":")
-        ax.set_ylabel("validation accuracy (%)")
+        ax.set_ylabel("validation (%)")
     left.set_xlabel("epoch")
     right.set_xlabel("training compute (TFLOP, log scale)")
     right.set_xscale("log")
@@ -276,5 +285,5 @@ def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     _ticks(left, right)
     fig.suptitle(title, fontsize=9)
     handles, names = left.get_legend_handles_labels()
-    _legend_below(fig, handles, names, 0.16)
+    _legend_below(fig, handles, names, 0.13)
     return fig

@@ -147,6 +147,35 @@ def best(run: History, series: str = "test_accuracy") -> float | None:
     return max(getattr(run, series), default=None)
 
 
+def at_best_validation(run: History) -> float | None:
+    """The test accuracy at the epoch whose validation accuracy is highest (the first such epoch): chosen on
+    validation, so an unbiased test figure."""
+    if not run.validation_accuracy:
+        return None
+    return run.test_accuracy[max(range(len(run.validation_accuracy)), key=run.validation_accuracy.__getitem__)]
+
+
+def lowest_loss_epoch(run: History) -> int | None:
+    """The epoch (from 1) of the lowest test loss, if every epoch's loss is finite (None: a run that diverged)."""
+    losses = run.test_loss
+    if not losses or not all(math.isfinite(x) for x in losses):
+        return None
+    return min(range(len(losses)), key=losses.__getitem__) + 1
+
+
+def at_compute(run: History, tflop: float) -> float | None:
+    """The validation accuracy after `tflop` TFLOP of training, interpolated linearly between the epochs around it
+    (None beyond the run, or before its first epoch)."""
+    spent = training_tflop(run)
+    if not spent or not spent[0] <= tflop <= spent[-1] * (1 + 1e-9):
+        return None
+    after = next(i for i, t in enumerate(spent) if t >= tflop * (1 - 1e-9))
+    if after == 0 or spent[after] <= tflop * (1 + 1e-9):
+        return run.validation_accuracy[after]
+    share = (tflop - spent[after - 1]) / (spent[after] - spent[after - 1])
+    return run.validation_accuracy[after - 1] + share * (run.validation_accuracy[after] - run.validation_accuracy[after - 1])
+
+
 def per_class(runs: Group) -> dict[str, float]:
     """Test accuracy per class (the share of each class's images predicted right), mean over the runs."""
     rows = [[row[c] / sum(row) for c, row in enumerate(run.confusion)] for run in runs if run.confusion]

@@ -78,13 +78,13 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
 
 
 def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """The questions whose numbers differ (timing columns aside) between two summaries."""
+    """The questions (and the appendix, B) whose numbers differ (timing columns aside) between two summaries."""
     def bare(value: Any) -> Any:
         if isinstance(value, dict):
             return {k: bare(v) for k, v in value.items() if k not in TIMING}
         return [bare(v) for v in value] if isinstance(value, list) else \
             round(value, 12) if isinstance(value, float) else value
-    return [q for q in now if q.startswith("Q") and bare(answered.get(q)) != bare(now[q])] if answered else []
+    return [q for q in now if q.startswith(("Q", "B")) and bare(answered.get(q)) != bare(now[q])] if answered else []
 
 
 def answered_summary(path: Path) -> dict[str, Any] | None:
@@ -129,8 +129,8 @@ def save(results: dict[str, Any], profile: Profile) -> None:
     if answered is None:  # nothing to compare with yet: later runs are compared with this one
         _answered[path] = results
     made = results["runs"]
-    threads = ", one thread each" if all(m.startswith("CPU") for m in made["machines"]) else ""
-    print(f"{made['count']} runs ({made['epochs']:,} epochs), {made['seconds_wall'] / 60:.0f} min: "
-          f"{'; '.join(made['machines'])}, {made['side_by_side']} at a time{threads}.")
+    threads = ", 1 thread each" if all(m.startswith("CPU") for m in made["machines"]) else ""
+    print(f"{made['count']} runs, {made['epochs']:,} epochs, {made['seconds_wall'] / 60:.0f} min, "
+          f"{made['side_by_side']} at a time{threads}; {'; '.join(made['machines'])}")
     if differ:
         print(f"Note: these numbers differ from the ones my answers quote in {', '.join(differ)}.")

@@ -23,8 +23,11 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "test_epoch": "Test ≥ 90 % at", "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
            "best_test": "Best test (%)", "best_validation": "Best validation (%)", "selection": "Selection seed (%)",
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)", "epochs_run": "Epochs run",
+           "test_at_best_validation": "Test at best validation (%)", "lowest_loss_epoch": "Min. test loss at",
+           "loss_rise": "Test loss rise",
            "mlp": "Best MLP (%)", "cnn": "CNN (%)", "layer": "Layer", "chosen": "Chosen"}
-PERCENT = ("accuracy", "validation", "train", "diff", "best_test", "best_validation", "selection", "quickstart",
+PERCENT = ("accuracy", "validation", "train", "diff", "best_test", "best_validation", "test_at_best_validation",
+           "selection", "quickstart",
            "notebook", "mlp", "cnn")
 
 
@@ -63,12 +66,15 @@ def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.Dat
 
 
 def final_models(groups: dict[float, Group]) -> pd.DataFrame:
-    """Per rate, the model each seed ended with: epochs run, how the runs ended, the classes it predicts on the
-    test set, and the hidden units that never fire on a test image (per layer)."""
+    """Per rate, the model each seed ended with: how the runs ended, the epoch of its lowest test loss and how much
+    higher the loss is at the end, the classes it predicts on the test set, and the hidden units that never fire
+    on a test image (per layer)."""
     rows = []
     for lr, runs in groups.items():
         layers = next((list(r.dead_units) for r in runs if r.dead_units), [])
-        rows.append({"lr": lr, "epochs_run": [r.epochs for r in runs], "runs": report.outcomes(runs),
+        lowest = [report.lowest_loss_epoch(r) for r in runs]
+        rows.append({"lr": lr, "runs": report.outcomes(runs), "lowest_loss_epoch": lowest,
+                     "loss_rise": [r.test_loss[-1] - r.test_loss[e - 1] if e else None for r, e in zip(runs, lowest)],
                      "classes": [report.distinct_predictions(r) for r in runs],
                      **{f"dead_{i}": [r.dead_units[layer][0] if r.dead_units else None for r in runs]
                         for i, layer in enumerate(layers, start=1)}})
@@ -89,18 +95,20 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
                          "epoch_note": f"{len(hits)} of {len(runs)} seeds" if len(hits) < len(runs) else ""})
         else:
             best = [report.best(run) for run in runs]
-            rows.append({"lr": lr, "accuracy": mean(best), "accuracy_std": std(best), "accuracy_note": "best",
+            rows.append({"lr": lr, "accuracy": mean(best), "accuracy_std": std(best), "accuracy_note": "highest reached",
                          "epoch": None, "epoch_note": f"> {max(run.epochs for run in runs)}"})
     return _frame(rows, "lr")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
-    """Q1.3 per seed: the first epoch each accuracy (test, validation, train) reached `target`, and the best test
-    and validation accuracy of each run."""
+    """Q1.3 per seed: the first epoch each accuracy (test, validation, train) reached `target`, the best test and
+    validation accuracy of each run, and its test accuracy at the epoch of its best validation accuracy (the epoch
+    chosen on validation)."""
     return _frame([{"lr": lr, **{f"{split}_epoch": report.epochs_reaching(runs, target, f"{split}_accuracy")
                                  for split in ("test", "validation", "train")},
                     "best_test": [report.best(r) for r in runs],
-                    "best_validation": [report.best(r, "validation_accuracy") for r in runs]}
+                    "best_validation": [report.best(r, "validation_accuracy") for r in runs],
+                    "test_at_best_validation": [report.at_best_validation(r) for r in runs]}
                    for lr, runs in groups.items()], "lr")
 
 
@@ -200,17 +208,16 @@ def probe_layers(runs: Group) -> pd.DataFrame:
 
 def networks(groups: dict[str, Group], target: float, budget: float) -> pd.DataFrame:
     """Q1.7, each network as trained: rate, test accuracy, parameters, multiply-adds, the first epoch validation
-    accuracy reached `target` (per seed), the validation accuracy once `budget` TFLOP of training are spent (at the
-    last epoch within it: equal compute), seconds per epoch."""
+    accuracy reached `target` (per seed), the validation accuracy once `budget` TFLOP of training are spent (equal
+    compute: interpolated linearly between the two epochs around the budget), seconds per epoch."""
     def within(run):
-        spent = [i for i, tflop in enumerate(report.training_tflop(run)) if tflop <= budget * (1 + 1e-9)]
-        return run.validation_accuracy[spent[-1]] if spent else None
+        return report.at_compute(run, budget)
     return _frame([{"network": name, "lr": runs[0].recipe.lr, **_summary(runs), "params": runs[0].parameters,
                     "multiply_adds": runs[0].multiply_adds,
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
                     "validation": mean(values(runs, within)), "validation_std": std(values(runs, within)),
                     "s_per_epoch": report.seconds_per_epoch(runs)} for name, runs in groups.items()], "network",
-                  epoch=f"Epoch validation ≥ {100 * target:g} %", validation=f"Validation at ≤ {budget:.2f} TFLOP (%)")
+                  epoch=f"Epoch validation ≥ {100 * target:g} %", validation=f"Validation at {budget:.2f} TFLOP (%)")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
@@ -242,6 +249,8 @@ def number(column: str, value: Any) -> str:
         return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
     if base in PERCENT:
         text = f"{100 * value:+.2f}" if column == "diff" else f"{100 * value:.2f}"
+    elif base == "loss_rise":
+        text = f"{value:.3f}"
     elif base.startswith(("signed", "abs", "minibatch")):
         text = f"{value:.1e}"
     elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):

@@ -21,6 +21,8 @@ SECTIONS = ["Q1.1 The data", "Q1.2 Learning rate", "Q1.3 Learning rate", "Q1.4 W
 RUN_LOGS = ["NBVAL", "nbval", "loaded from", "REPO_URL", "Traceback", r"\d+%\|", "training it", r"trained \d+ of \d+ runs",
             "runs loaded, made on"]  # regular expressions
 ANSWER_PAGES = 6
+MARGIN_MM = float(re.search(r"@page \{ size: A4; margin: ([\d.]+)mm", (ROOT / "tools" / "pdf_template" / "index.html.j2")
+                            .read_text(encoding="utf-8")).group(1))  # the template's top margin
 APPENDIX_PAGES = 4
 
 spec = importlib.util.spec_from_file_location("pdf_tool", ROOT / "tools" / "pdf.py")
@@ -28,9 +30,9 @@ pdf_tool = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(pdf_tool)
 
 BROWSER = next((b for b in pdf_tool.candidates() if pdf_tool.works(b)), None)
-POPPLER = shutil.which("pdftotext") and shutil.which("pdfimages") and shutil.which("pdfinfo")
+POPPLER = all(shutil.which(tool) for tool in ("pdftotext", "pdfimages", "pdfinfo", "pdftoppm"))
 needs_tools = pytest.mark.skipif(not (BROWSER and POPPLER), reason=(
-    "needs a Chromium-family browser and poppler-utils (pdftotext, pdfimages, pdfinfo): "
+    "needs a Chromium-family browser and poppler-utils (pdftotext, pdfimages, pdfinfo, pdftoppm): "
     "sudo apt-get install chromium poppler-utils"))
 
 
@@ -77,7 +79,8 @@ def test_the_appendices_fit_in_4_pages_and_no_page_but_the_last_is_more_than_a_t
         picture = Image.open(image)
         width, height = picture.size
         rows = [y for y in range(height) if picture.crop((0, y, width, y + 1)).getextrema()[0] < 200]
-        blank[number] = 1 - (rows[-1] + 1) / (height * (1 - 16 / 297))  # 8 mm margins top and bottom on A4
+        printable = height * (1 - 2 * MARGIN_MM / 297)  # A4, the template's top and bottom margins
+        blank[number] = 1 - ((rows[-1] + 1) - height * MARGIN_MM / 297) / printable if rows else 1.0
     last = len(pages)
     assert not {n: round(b, 2) for n, b in blank.items() if b > 1 / 3 and n != last}, blank
 

@@ -2,6 +2,7 @@
 reached the target in epoch 1, never reached it, collapsed, diverged at step 1, inside the first 100 traced steps,
 and late. Tables hold numbers; what is shown has no 'nan' or 'None' and a reason for every gap; figures cut off
 no curve and show at least 4 ticks."""
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -127,7 +128,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert target.loc[0.1, "epoch"] == 1.5 and target.loc[0.1, "epoch_note"] == "2 of 3 seeds"
     assert target.loc[0.1, "accuracy"] == pytest.approx((0.91 + 0.92) / 2)
     assert target.loc[1.0, "epoch_note"] == "> 3" and target.loc[1.0, "accuracy"] == pytest.approx(0.3)
-    assert list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"] and "30.00 ± 0.00 (best)" in shown(target)
+    assert list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"] and "30.00 ± 0.00 (highest reached)" in shown(target)
     crossings = tables.crossings(RATES, 0.9)
     assert crossings.loc[0.1, "train_epoch"] == [2, 1, None] and crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
     assert crossings.loc[10.0, "test_epoch"] == [None, None, None]
@@ -135,6 +136,15 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert loop.loc[0.1, "diff"] == pytest.approx((0.93 + 0.86) / 2 - (0.94 + 0.86) / 2)
     budget = tables.networks({"MLP": [GOOD, NEVER]}, 0.9, 2 * 500 * 4_000_000 / 1e12)  # 2 epochs' compute
     assert budget.loc["MLP", "validation"] == pytest.approx((0.911 + 0.851) / 2)
+    between = tables.networks({"MLP": [GOOD, NEVER]}, 0.9, 1.5 * 500 * 4_000_000 / 1e12)  # halfway through epoch 2
+    assert between.loc["MLP", "validation"] == pytest.approx(((0.801 + 0.911) / 2 + (0.801 + 0.851) / 2) / 2)
+    assert tables.networks({"MLP": [GOOD]}, 0.9, 4 * 500 * 4_000_000 / 1e12).loc["MLP", "validation"] is None
+    chosen = run([0.8, 0.91, 0.93], validation=[0.9, 0.8, 0.85])  # validation chooses epoch 1, whatever test says
+    assert tables.crossings({0.1: [chosen, GOOD]}, 0.9).loc[0.1, "test_at_best_validation"] == [0.8, 0.93]
+    bent = dataclasses.replace(GOOD, test_loss=[0.5, 0.3, 0.4])  # overfits after epoch 2
+    bends = tables.final_models({0.1: [bent, GOOD], 10.0: DIVERGED[:1]})
+    assert bends.loc[0.1, "lowest_loss_epoch"] == [2, 3] and bends.loc[0.1, "loss_rise"] == pytest.approx([0.1, 0.0])
+    assert bends.loc[10.0, "lowest_loss_epoch"] == [None]
     per_class = tables.classes([GOOD], [FIRST_EPOCH])
     assert per_class.loc["Shirt", "mlp"] == pytest.approx(5 / 7) and per_class.loc["Coat", "diff"] == 0
     for table in (finals, target, crossings, loop, per_class, tables.first_steps(RATES), tables.probe(RATES),
@@ -202,7 +212,7 @@ def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_
             for entry in legend.get_texts():
                 name = entry.get_text()
                 assert name in drawn or name in ("test loss (b)", "train loss (b)", "test (a, b)", "train (a)",
-                                                 "train (b)"), name
+                                                 "train (b)", "probe batch", "(b) a minibatch"), name  # line styles
         for ax in fig.axes:
             assert ax.get_title() and fig._suptitle is not None, "an untitled panel or figure"
             low, high = ax.get_ylim()
@@ -281,6 +291,9 @@ def test_a_rerun_that_disagrees_names_the_questions_whose_numbers_changed(tmp_pa
     slower = json.loads(json.dumps(first))
     slower["Q1.5"]["costs"][0]["s_per_epoch"] = 99.0
     assert summary.changed(first, slower) == []  # timings differ on every run: not a changed answer
+    appendix = json.loads(json.dumps(first))
+    appendix["B"] = {"quickstart": [{"lr": 0.1, "quickstart": 0.5}]}  # the answers quote the appendix's tables too
+    assert summary.changed(first, appendix) == ["B"]
 
 
 def test_the_wall_time_adds_up_sessions_not_the_gap_between_them():
@@ -296,7 +309,7 @@ def test_the_wall_time_adds_up_sessions_not_the_gap_between_them():
 
 def test_the_commit_line_names_the_last_commit_of_the_code_and_results_not_a_later_notebook_commit(tmp_path):
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args], cwd=tmp_path, check=True,
                               capture_output=True, text=True).stdout.strip()
     git("init", "-q")
     assert "not committed yet" in summary.commit_line(tmp_path)
