@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CPU, synthetic_data
@@ -157,9 +157,11 @@ FIELDS = {
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional=FIELDS))
+@example({"probe_images": 128, "hold_out": False})  # rare draws, exercised every time: the quickstart's 48 images
+@example({"probe_images": 0, "hold_out": False, "model": "base+bn", "batch_size": 47})
 def test_every_recipe_either_trains_as_it_says_or_names_its_wrong_field_in_one_line(fields):
     """Random combinations of the fields (valid and not): each recipe either constructs and trains (a few steps on
-    32 images) with its optimizer doing what it says at every step (the rate, and the momentum or betas, under
+    32 images, 48 without the held-out split) with its optimizer doing what it says at every step (the rate, and the momentum or betas, under
     either schedule), or fails at construction with one ValueError line that names a field and its value."""
     fields = {"model": "base", "lr": 0.1, "epochs": 1, **fields}
     try:
@@ -180,11 +182,12 @@ def test_every_recipe_either_trains_as_it_says_or_names_its_wrong_field_in_one_l
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-    if recipe.probe_images > 32:
-        with pytest.raises(ValueError, match=f"probe_images={recipe.probe_images} is more than the 32 training"):
+    images = len(TINY_DATA.train_labels) + (0 if recipe.hold_out else len(TINY_DATA.validation_labels))  # 32 or 48
+    if recipe.probe_images > images:
+        with pytest.raises(ValueError, match=f"probe_images={recipe.probe_images} is more than the {images} training"):
             fit(model, TINY_DATA, recipe, CPU)
         return
-    if recipe.model.endswith("+bn") and 1 in (recipe.batch_size, 32 % recipe.batch_size):
+    if recipe.model.endswith("+bn") and 1 in (recipe.batch_size, images % recipe.batch_size):
         with pytest.raises(ValueError, match=f"batch_size={recipe.batch_size}: a minibatch of one image"):
             fit(model, TINY_DATA, recipe, CPU)
         return
