@@ -253,7 +253,7 @@ def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
     each.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=4))
     each.yaxis.set_major_formatter(FuncFormatter(_number))
     for ax in grid.flat:
-        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 1000, 100000]))
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 100, 1000, 10000]))
         ax.set_xlim(left=0)
     each.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
     layer.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
