@@ -128,7 +128,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert target.loc[0.1, "epoch"] == 1.5 and target.loc[0.1, "epoch_note"] == "2 of 3 seeds"
     assert target.loc[0.1, "accuracy"] == pytest.approx((0.91 + 0.92) / 2)
     assert target.loc[1.0, "epoch_note"] == "> 3" and target.loc[1.0, "accuracy"] == pytest.approx(0.3)
-    assert list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"] and "30.00 ± 0.00 (highest reached)" in shown(target)
+    assert list(tables.view(target).columns) == ["Accuracy (%)", "Epoch"] and "30.00 ± 0.00 (best validation epoch)" in shown(target)
     crossings = tables.crossings(RATES, 0.9)
     assert crossings.loc[0.1, "train_epoch"] == [2, 1, None] and crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
     assert crossings.loc[10.0, "test_epoch"] == [None, None, None]
