@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 from scipy import stats
 
 from .data import CLASS_NAMES
@@ -169,11 +170,7 @@ def at_compute(run: History, tflop: float) -> float | None:
     spent = training_tflop(run)
     if not spent or not spent[0] <= tflop <= spent[-1] * (1 + 1e-9):
         return None
-    after = next(i for i, t in enumerate(spent) if t >= tflop * (1 - 1e-9))
-    if after == 0 or spent[after] <= tflop * (1 + 1e-9):
-        return run.validation_accuracy[after]
-    share = (tflop - spent[after - 1]) / (spent[after] - spent[after - 1])
-    return run.validation_accuracy[after - 1] + share * (run.validation_accuracy[after] - run.validation_accuracy[after - 1])
+    return float(np.interp(tflop, spent, run.validation_accuracy))
 
 
 def per_class(runs: Group) -> dict[str, float]:

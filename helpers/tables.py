@@ -22,7 +22,7 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "network": "Network", "change": "Change (the rest fixed)", "search": "Search", "class": "Class",
            "test_epoch": "Test ≥ 90 % at", "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
            "best_test": "Best test (%)", "best_validation": "Best validation (%)", "selection": "Selection seed (%)",
-           "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)", "epochs_run": "Epochs run",
+           "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
            "test_at_best_validation": "Test at best validation (%)", "lowest_loss_epoch": "Min. test loss at",
            "loss_rise": "Test loss rise",
            "mlp": "Best MLP (%)", "cnn": "CNN (%)", "layer": "Layer", "chosen": "Chosen"}
@@ -144,7 +144,7 @@ def search(searches: dict[str, Any]) -> pd.DataFrame:
     return _frame([{"search": name, "lr": list(found.runs), "validation": [mean(values(runs, "validation_accuracy"))
                                                                             for runs in found.runs.values()],
                     "chosen": found.chosen} for name, found in searches.items()], "search",
-                  lr="Rates tried", validation="Validation, selection seed (%)", chosen="Chosen")
+                  lr="Rates tried", validation="Validation, selection seed (%)")
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
@@ -215,12 +215,11 @@ def networks(groups: dict[str, Group], target: float, budget: float) -> pd.DataF
     """Q1.7, each network as trained: rate, test accuracy, parameters, multiply-adds, the first epoch validation
     accuracy reached `target` (per seed), the validation accuracy once `budget` TFLOP of training are spent (equal
     compute: interpolated linearly between the two epochs around the budget), seconds per epoch."""
-    def within(run):
-        return report.at_compute(run, budget)
+    at_budget = {name: values(runs, lambda run: report.at_compute(run, budget)) for name, runs in groups.items()}
     return _frame([{"network": name, "lr": runs[0].recipe.lr, **_summary(runs), "params": runs[0].parameters,
                     "multiply_adds": runs[0].multiply_adds,
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
-                    "validation": mean(values(runs, within)), "validation_std": std(values(runs, within)),
+                    "validation": mean(at_budget[name]), "validation_std": std(at_budget[name]),
                     "s_per_epoch": report.seconds_per_epoch(runs)} for name, runs in groups.items()], "network",
                   epoch=f"Epoch validation ≥ {100 * target:g} %", validation=f"Validation at {budget:.2f} TFLOP (%)")
 

@@ -161,7 +161,7 @@ def test_the_one_formatter():
     assert tables.number("diff_ci", 0.019) == "1.90" and tables.number("p", 0.0004) == "< 0.001"
     assert tables.number("p", 0.0062) == "0.006" and tables.number("p", 0.0312) == "0.03"
     assert tables.number("params", 669706) == "669,706" and tables.number("abs_early", 0.00036) == "3.6e−04"
-    assert tables.number("lr", 0.001) == "0.001" and tables.number("epochs_run", [50, 38, None]) == "50, 38, —"
+    assert tables.number("lr", 0.001) == "0.001" and tables.number("lowest_loss_epoch", [50, 38, None]) == "50, 38, —"
 
 
 def test_the_choice_on_validation_and_the_ladder_of_rates():
