@@ -73,7 +73,7 @@ def quickstart() -> tuple[float, float]:
 
 def splits():
     """The graded profile's images, as a worker holds them."""
-    return workers.splits(tuple(sorted(PROFILE.data_sizes.items())), PROFILE.data_root)
+    return workers.load_splits(tuple(sorted(PROFILE.data_sizes.items())), PROFILE.data_root)
 
 
 def one_epoch(kernels: str) -> dict[str, float]:

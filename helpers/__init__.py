@@ -1,6 +1,6 @@
 """Helpers for Assignment3_Q1.ipynb. Importing the package first chooses the CPU kernels (see kernels.py), then
-keeps the text of each helpers module as it is imported (code.watch_imports)."""
+keeps the text of each helpers module as it is imported (sourcecode.watch_imports)."""
 from . import kernels  # noqa: F401  -- before anything imports torch
-from . import code
+from . import sourcecode
 
-code.watch_imports()
+sourcecode.watch_imports()

@@ -29,11 +29,11 @@ IMAGE_SIZE = 28
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_DIR = "FASHION_MNIST_DIR"
 # split -> (images file, labels file, expected number of samples)
-SPLITS = {
+FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
 }
-FILE_NAMES = [name for images, labels, _ in SPLITS.values() for name in (images, labels)]
+FILE_NAMES = [name for images, labels, _ in FILES.values() for name in (images, labels)]
 FIX = "delete it and run `python -m helpers.data` to prepare the data again"
 HOW_TO_GET = (
     "No Fashion-MNIST data found and the download failed. Get it one of these ways:\n"
@@ -77,7 +77,7 @@ def read_fashion_mnist(root: Path, download: bool = True) -> FashionMNISTTensors
     """Fashion-MNIST as tensors, read afresh from the files under `root` (prepared first if needed)."""
     raw, source = prepare(Path(root).resolve(), download)
     tensors = []
-    for split, (images_name, labels_name, expected) in SPLITS.items():
+    for split, (images_name, labels_name, expected) in FILES.items():
         images, labels = read_split(raw / images_name, raw / labels_name, expected)
         tensors += [images.unsqueeze(1), labels]
     return FashionMNISTTensors(*tensors, source=source)

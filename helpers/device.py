@@ -97,3 +97,8 @@ def describe(device: torch.device) -> dict[str, str]:
 def kind(machine: dict[str, str]) -> tuple[str, str, str]:
     """What decides a run's numbers besides its recipe: device type, CPU kernels and torch version."""
     return machine["device"], machine["kernels"], machine["torch"]
+
+
+def machine_line(machine: dict[str, str]) -> str:
+    """'CPU AMD EPYC (AVX2 kernels), torch 2.14.1': what computed a run."""
+    return f"{machine['device'].upper()} {machine['name']} ({machine['kernels']} kernels), torch {machine['torch']}"

@@ -26,9 +26,9 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from . import code, data, models, pool, workers
+from . import data, models, pool, sourcecode, workers
 from .config import TOOLING, Profile, cores, progress_enabled, rerun_requested, workers_requested
-from .device import describe, kind, matmul_gflops, pick
+from .device import describe, kind, machine_line, matmul_gflops, pick
 from .training import History, Recipe
 
 # The two training schemes, fixed in advance; only their learning rate is ever searched (on validation).
@@ -105,16 +105,16 @@ def code_key(network: dict[str, Any]) -> dict[str, str]:
     """The fingerprint of every helpers file a worker imports, by file name. In models.py the tables (the network
     spec carries them) and the code of the other networks are left out: what the network's class uses (block
     classes, functions, constants) is in, so an edit of one network retrains only that network's runs."""
-    files = code.closure(Path(workers.__file__))
-    return {path.name: code.fingerprint(path, not_used_by(network) if path.name == "models.py" else frozenset())
+    files = sourcecode.closure(Path(workers.__file__))
+    return {path.name: sourcecode.fingerprint(path, not_used_by(network) if path.name == "models.py" else frozenset())
             for path in files}
 
 
 def not_used_by(network: dict[str, Any]) -> frozenset[str]:
     """The top-level definitions of models.py that are not part of this network: its tables, and the code that
     only the other networks' classes use."""
-    networks = code.reachable(models, set(code.classes(models)))
-    return frozenset(networks - code.reachable(models, {network["network"]})) | frozenset(models.TABLES)
+    networks = sourcecode.reachable(models, set(sourcecode.classes(models)))
+    return frozenset(networks - sourcecode.reachable(models, {network["network"]})) | frozenset(models.TABLES)
 
 
 def digest(key: dict[str, Any]) -> str:
@@ -150,19 +150,21 @@ def why_again(profile: Profile, name: str, key: dict[str, Any]) -> str | None:
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """A short phrase naming how two keys differ."""
-    if old.get("network") != new["network"]:
-        before = {k: v for k, v in (old.get("network") or {}).items() if new["network"].get(k) != v}
-        after = {k: v for k, v in new["network"].items() if before.get(k) != v and k in before}
-        return "the network changed (" + ", ".join(f"{k} {before[k]} -> {after.get(k)}" for k in before) + ")"
-    if old.get("code") != new["code"]:
-        changed = [name for name in new["code"] if (old.get("code") or {}).get(name) != new["code"][name]]
-        return f"the code of a run changed ({', '.join(changed) or 'a file was removed'})"
-    if old.get("data") != new["data"]:
-        return f"the data sizes changed ({old.get('data')} -> {new['data']})"
-    recipe = old.get("recipe") or {}
-    return "the recipe changed (" + ", ".join(f"{k} {recipe.get(k)!r} -> {v!r}" for k, v in new["recipe"].items()
-                                              if recipe.get(k) != v) + ")"
+    """In words, every entry in which two keys differ, by part: 'the recipe changed (lr 0.1 -> 0.05)', 'the code
+    of a run changed (training.py)'."""
+    def leaves(value: Any, path: str = "") -> dict[str, Any]:
+        if not isinstance(value, dict):
+            return {path: value}
+        return {k: v for key, item in value.items() for k, v in leaves(item, f"{path}.{key}" if path else key).items()}
+    parts = []
+    for part, words in (("network", "the network"), ("code", "the code of a run"), ("data", "the data sizes"),
+                        ("recipe", "the recipe")):
+        a, b = leaves(old.get(part) or {}), leaves(new.get(part) or {})
+        differ = [k for k in sorted(a.keys() | b.keys()) if repr(a.get(k, "absent")) != repr(b.get(k, "absent"))]
+        if differ:
+            parts.append(f"{words} changed (" + ", ".join(
+                k if part == "code" else f"{k} {a.get(k, 'absent')!r} -> {b.get(k, 'absent')!r}" for k in differ) + ")")
+    return "; ".join(parts) or "the stored key is in an older format"
 
 
 def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) -> History | None:
@@ -186,11 +188,6 @@ def provenance(runs: list[History], log: Callable[[str], None]) -> None:
     if other:
         log(f"{len(runs)} runs loaded, made on " + "; ".join(machine_line(m) for m in other)
             + f"; this machine is {machine_line(here)}: retrained here (A3_RERUN=1), their numbers could differ")
-
-
-def machine_line(machine: dict[str, Any]) -> str:
-    """'CPU AMD EPYC (AVX2 kernels), torch 2.14.1': what computed a run."""
-    return f"{machine['device'].upper()} {machine['name']} ({machine['kernels']} kernels), torch {machine['torch']}"
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -241,9 +238,8 @@ def worker_count(device: torch.device, jobs: int) -> int:
 def epoch_seconds(recipe: Recipe, profile: Profile, gflops_per_core: float) -> float:
     """What an epoch of `recipe` should take on one core at the measured matrix-multiply rate (its compute floor)."""
     sizes = profile.data_sizes
-    evaluated = sizes["train_eval"] + sizes["validation"] + sizes["test"]
-    work = (sizes["train"] * models.training_flops(recipe.model)
-            + 2 * evaluated * models.multiply_adds(recipe.model))
+    work = models.run_flops(sizes["train"], sizes["train_eval"] + sizes["validation"] + sizes["test"],
+                            models.training_flops(recipe.model), models.multiply_adds(recipe.model))
     return work / (gflops_per_core * 1e9)
 
 
@@ -290,7 +286,7 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
 def refuse_stale_code() -> None:
     """Training in this process uses the helpers it imported: refuse, in one line, when their code has changed on
     disk since (the key would say the new code trained)."""
-    edited = code.edited_since_import(code.closure(Path(workers.__file__)), {"models.py": frozenset(models.TABLES)})
+    edited = sourcecode.edited_since_import(sourcecode.closure(Path(workers.__file__)), {"models.py": frozenset(models.TABLES)})
     if edited:
         raise RuntimeError(f"A3_WORKERS=0 trains with the helpers this kernel imported, but {', '.join(edited)} "
                            f"changed on disk since: restart the kernel, or unset A3_WORKERS to train in fresh workers")
@@ -319,13 +315,22 @@ def _shown(path: Path) -> str:
 
 # --- choosing a setting on validation accuracy --------------------------------------------------------------
 
+def selection_score(run: History) -> tuple[float, float]:
+    """What a choice is made on: the validation accuracy, averaged over the last 3 epochs under a constant rate (SGD
+    noise moves it by points from one epoch to the next) and the last epoch of an annealed schedule; then the
+    validation loss, lower first (a diverged run scores 0 and infinity)."""
+    last = 3 if run.recipe.schedule == "constant" else 1
+    if run.diverged or not run.validation_accuracy:
+        return 0.0, -math.inf
+    return (sum(run.validation_accuracy[-last:]) / len(run.validation_accuracy[-last:]),
+            -sum(run.validation_loss[-last:]) / len(run.validation_loss[-last:]))
+
+
 def best_on_validation(groups: dict[Any, list[History]]) -> Any:
-    """The setting whose runs have the highest mean final validation accuracy (a diverged run counts 0); a tie
-    goes to the lower mean final validation loss."""
+    """The setting whose runs have the highest mean selection_score."""
     def score(runs: list[History]) -> tuple[float, float]:
-        accuracy = [0.0 if r.diverged or not r.validation_accuracy else r.validation_accuracy[-1] for r in runs]
-        loss = [math.inf if r.diverged or not r.validation_loss else r.validation_loss[-1] for r in runs]
-        return sum(accuracy) / len(accuracy), -sum(loss) / len(loss)
+        scores = [selection_score(run) for run in runs]
+        return sum(a for a, _ in scores) / len(scores), sum(b for _, b in scores) / len(scores)
     return max(groups, key=lambda setting: score(groups[setting]))
 
 
@@ -376,8 +381,10 @@ def tune(searches: dict[Any, tuple[Recipe, list[float]]], seeds: tuple[int, ...]
         extensions -= 1
 
 
-def at_chosen_rates(searches: dict[Any, Search], seeds: tuple[int, ...], profile: Profile) -> dict[Any, list[History]]:
-    """Each search's recipe trained at its chosen rate with `seeds` (the reported seeds), in seed order."""
-    recipes = {name: grid(prefix(name), s.recipe, [s.chosen], seeds) for name, s in searches.items()}
+def at_chosen_rates(searches: dict[Any, Search], seeds: tuple[int, ...], profile: Profile,
+                    **changes: Any) -> dict[Any, list[History]]:
+    """Each search's recipe (with `changes`, e.g. epochs=50) trained at its chosen rate with `seeds` (the reported
+    seeds), in seed order."""
+    recipes = {name: grid(prefix(name), replace(s.recipe, **changes), [s.chosen], seeds) for name, s in searches.items()}
     runs = run({n: r for named in recipes.values() for n, r in named.items()}, profile)
     return {name: [runs[n] for n in named] for name, named in recipes.items()}

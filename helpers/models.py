@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import code
+from . import sourcecode
 from .data import CLASS_NAMES, IMAGE_SIZE
 
 INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE
@@ -76,7 +76,7 @@ class SmallCNN(nn.Module):
 
 def structures() -> dict[str, tuple[int, ...]]:
     """STRUCTURES as this file on disk has it now."""
-    return dict(code.constant(sys.modules[__name__], "STRUCTURES"))
+    return dict(sourcecode.constant(sys.modules[__name__], "STRUCTURES"))
 
 
 def spec(name: str) -> dict[str, Any]:
@@ -84,7 +84,7 @@ def spec(name: str) -> dict[str, Any]:
     and part of the key of its stored result). Raises ValueError for an unknown name."""
     mlps = structures()
     if name == "cnn":
-        return {"network": "SmallCNN", "channels": list(code.constant(sys.modules[__name__], "CNN_CHANNELS"))}
+        return {"network": "SmallCNN", "channels": list(sourcecode.constant(sys.modules[__name__], "CNN_CHANNELS"))}
     structure = name.removesuffix(BATCHNORM)
     if structure not in mlps:
         raise ValueError(f"model={name!r} is unknown; choose one of {[*mlps, 'cnn']}, or a structure with "
@@ -135,6 +135,11 @@ def flops(model: nn.Module, batch: int = 64) -> tuple[int, int]:
     with FlopCounterMode(display=False) as backward:
         nn.functional.cross_entropy(logits, labels).backward()
     return forward.get_total_flops() // (2 * batch), (forward.get_total_flops() + backward.get_total_flops()) // batch
+
+
+def run_flops(trained: int, evaluated: int, flops_per_image: int, multiply_adds: int) -> int:
+    """The compute of training on `trained` images and evaluating `evaluated` (a multiply-add is 2 FLOPs)."""
+    return trained * flops_per_image + 2 * evaluated * multiply_adds
 
 
 @functools.lru_cache(maxsize=None)

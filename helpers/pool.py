@@ -19,7 +19,7 @@ from typing import Any, Callable
 import psutil
 
 from . import workers
-from .code import PACKAGE
+from .sourcecode import PACKAGE
 
 # A worker's first code: import helpers from this project (saying so, with the path, when it cannot), then start.
 BOOT = """

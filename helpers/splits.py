@@ -55,7 +55,7 @@ class Splits:
                       torch.cat([self.validation_index, self.train_index])[order], self.validation_index[:0])
 
 
-def split(data: FashionMNISTTensors, train: int, validation: int, test: int, train_eval: int,
+def make_splits(data: FashionMNISTTensors, train: int, validation: int, test: int, train_eval: int,
           seed: int = SPLIT_SEED) -> Splits:
     """Hold out `validation` training images (a fixed, seeded draw), keep `train` of the rest and the first
     `test` test images: copies, so the splits hold each image once and `data` can be let go."""

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from .config import ROOT, Profile
-from .experiments import machine_line, write_json
+from . import models
+from .device import machine_line
 from .tables import view
 from .training import History
 
@@ -60,8 +61,8 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
     """How the runs were made: machines, time, memory, and the compute floor (FLOPs counted, at the measured
     rate). The wall time adds up each session's span (its first run's start to its last run's end), so that the
     time between an interrupted session and the one that resumed it does not count."""
-    flops = sum(run.epochs * (run.steps_per_epoch * run.recipe.batch_size * run.flops_per_image + 2 * run.multiply_adds
-                              * sum(run.data_sizes[s] for s in ("train_eval", "validation", "test"))) for run in runs)
+    flops = sum(run.epochs * models.run_flops(run.data_sizes["train"], sum(run.data_sizes[s] for s in (
+        "train_eval", "validation", "test")), run.flops_per_image, run.multiply_adds) + probe_flops(run) for run in runs)
     sessions: dict[str, list[History]] = {}
     for run in runs:
         sessions.setdefault(run.machine.get("session", "unknown"), []).append(run)
@@ -75,6 +76,11 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
             "tflop": flops / 1e12, "matmul_gflops": rate or None,
             "floor_ratio": wall / (flops / (rate * 1e9)) if rate else None,
             "peak_memory_mb_per_run": {"max": peaks[-1], "median": statistics.median(peaks)} if peaks else None}
+
+
+def probe_flops(run: History) -> int:
+    """The FLOPs a run spent measuring its probe batch (Q1.4, Q1.6), apart from training and evaluation."""
+    return ((run.gradients or {}).get("probe") or {}).get("flops", 0)
 
 
 def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
@@ -125,7 +131,9 @@ def save(results: dict[str, Any], profile: Profile) -> None:
     path = profile.results_dir / "summary.json"
     answered = answered_summary(path)
     differ = changed(answered, results)
-    write_json(path, results)
+    partial = path.with_name(path.name + ".tmp")  # written whole, then renamed: never half a file
+    partial.write_text(json.dumps(results, separators=(",", ":"), allow_nan=False), encoding="utf-8")
+    partial.replace(path)
     if answered is None:  # nothing to compare with yet: later runs are compared with this one
         _answered[path] = results
     made = results["runs"]

@@ -12,7 +12,8 @@ import pandas as pd
 
 from . import report
 from .data import CLASS_NAMES
-from .gradients import FIRST_STEPS, WINDOW
+from .gradients import FIRST_STEPS
+WINDOW = 10
 from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",

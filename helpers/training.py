@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .device import describe, reproducible
-from .gradients import PROBE_CHUNK, GradientRecord, checkpoints, dead_units, gradient_means
+from .gradients import GradientRecord, checkpoints
 from .models import NUM_CLASSES, count_parameters, flops
 from .splits import Splits, count_batches, minibatches, to_float
 
@@ -48,6 +48,8 @@ class Recipe:
         problem = self.problem()
         if problem:
             raise ValueError(problem)
+        for name in ("lr", "momentum", "weight_decay"):  # lr=1 and lr=1.0 are one recipe (and one stored run)
+            object.__setattr__(self, name, float(getattr(self, name)))
 
     def problem(self) -> str | None:
         """What is wrong with this recipe, in one line naming the field and the fix; None when nothing is."""
@@ -73,9 +75,6 @@ class Recipe:
                 return f"{name}={getattr(self, name)!r}: must be True or False"
         if self.momentum and self.optimizer != "sgd":
             return f"momentum={self.momentum!r} applies to optimizer='sgd' only: drop it or use sgd"
-        if self.probe_images % PROBE_CHUNK or self.probe_images == PROBE_CHUNK:
-            return (f"probe_images={self.probe_images!r}: must be 0 or a multiple of {PROBE_CHUNK} from "
-                    f"{2 * PROBE_CHUNK} on (two or more minibatches of the demo's size)")
         return None
 
 
@@ -97,7 +96,6 @@ class History:
     eval_seconds: list[float] = field(default_factory=list)         # the evaluations after each epoch
     step_loss: list[float] = field(default_factory=list)            # every minibatch loss, in order
     gradients: dict[str, Any] | None = None                         # GradientRecord.to_dict()
-    dead_units: dict[str, list[int]] | None = None                  # per ReLU layer, on the test set
     confusion: list[list[int]] | None = None                        # final model, test set: [true][predicted]
     stop_reason: str = "epochs"                                     # epochs | diverged
     diverged_step: int | None = None                                # 1-based step whose loss was not finite
@@ -136,7 +134,6 @@ class History:
         return History(**{**vars(self), **cut, "recipe": recipe, "step_loss": self.step_loss[:steps],
                           "gradients": _cut_record(self.gradients, steps, recipe.gradient_steps),
                           "confusion": self.confusion if whole else None,
-                          "dead_units": self.dead_units if whole else None,
                           "stop_reason": "diverged" if diverged_here else "epochs",
                           "diverged_step": self.diverged_step if diverged_here else None})
 
@@ -180,12 +177,12 @@ def train_epoch(model: nn.Module, batches, steps: int, loss_fn: nn.Module, optim
     losses = torch.zeros(steps, device=next(model.parameters()).device)
     for step, (images, labels) in enumerate(batches):
         if record is not None:
-            record.step()  # Q1.6: the probe batch's gradient, at its checkpoints
+            record.checkpoint()  # the probe batch, at its checkpoints (Q1.4, Q1.6)
         loss = loss_fn(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         if record is not None:
-            record.mean(gradient_means(model))  # Q1.6: the mean gradient of this minibatch, after loss.backward()
+            record.after_backward()  # Q1.6: gradient_sums of this minibatch, while among the first steps
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -251,14 +248,14 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
         check_fits(model, data, recipe)
         record = (GradientRecord(model, recipe.gradient_steps, to_float(data.train_images[:recipe.probe_images]),
                                  data.train_labels[:recipe.probe_images],
-                                 checkpoints(recipe.epochs, per_epoch) if recipe.probe_images else [], loss_fn)
-                  if recipe.gradient_steps or recipe.probe_images else None)  # Q1.6
+                                 checkpoints(recipe.epochs, per_epoch) if recipe.probe_images else [])
+                  if recipe.gradient_steps or recipe.probe_images else None)  # Q1.4, Q1.6
         evaluated = {"train": (data.train_images[:data.train_eval], data.train_labels[:data.train_eval]),
                      "validation": (data.validation_images, data.validation_labels),
                      "test": (data.test_images, data.test_labels)}
 
         for epoch in range(1, recipe.epochs + 1):
-            start = time.perf_counter()
+            start, probing = time.perf_counter(), record.seconds if record else 0.0
             batches = minibatches(data.train_images, data.train_labels, recipe.batch_size, generator, recipe.flip,
                                   recipe.shuffle)
             losses = train_epoch(model, batches, per_epoch, loss_fn, optimizer, scheduler, record).cpu()
@@ -269,7 +266,7 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
                 break
             history.step_loss += losses.tolist()
             history.train_loss.append(float(losses.mean()))
-            history.seconds.append(time.perf_counter() - start)
+            history.seconds.append(time.perf_counter() - start - ((record.seconds if record else 0.0) - probing))
             start = time.perf_counter()
             for split, (images, labels) in evaluated.items():
                 if len(labels):
@@ -282,11 +279,10 @@ def fit(model: nn.Module, data: Splits, recipe: Recipe, device: torch.device,
 
         if record is not None:
             if not history.diverged:
-                record.step()  # the probe after the last update
+                record.checkpoint()  # the probe after the last update
             history.gradients = record.to_dict(len(history.step_loss), history.diverged)
         if not history.diverged:
             history.confusion = confusion_matrix(model, data.test_images, data.test_labels).tolist()
-            history.dead_units = dead_units(model, eval_batches(data.test_images))
         history.finished = _now()
         return history
 
@@ -302,15 +298,13 @@ def first_reaching(values: list[float], target: float) -> int | None:
 
 
 def _cut_record(record: dict[str, Any] | None, steps: int, first: int) -> dict[str, Any] | None:
-    """A Q1.6 record keeping the first `first` steps and the probe checkpoints within the first `steps` steps."""
+    """A GradientRecord's dict keeping the first `first` steps and the probe checkpoints within the first `steps`."""
     if record is None:
         return None
-    cut: dict[str, Any] = {"steps": {k: v[:first] for k, v in record["steps"].items()}}
+    cut = {**record, "steps": {k: v[:first] for k, v in record["steps"].items()}}
     if "probe" in record:
-        probe = record["probe"]
-        n = sum(s <= steps for s in probe["step"])
-        cut["probe"] = {k: (v[:n] if isinstance(v, list) else {name: series[:n] for name, series in v.items()}
-                            if k == "layers" else v) for k, v in probe.items()}
+        n = sum(s <= steps for s in record["probe"]["step"])
+        cut["probe"] = {k: v[:n] if isinstance(v, list) else v for k, v in record["probe"].items()}
     return cut
 
 

@@ -20,7 +20,7 @@ import torch
 
 from . import models
 from .data import read_fashion_mnist
-from .splits import Splits, split
+from .splits import Splits, make_splits
 from .training import Recipe, fit
 
 _events: Any = None  # the pool's queue of (kind, pid, run name) events, set by `start`
@@ -50,9 +50,9 @@ def report(kind: str, name: str | None = None) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def splits(sizes: tuple[tuple[str, int], ...], root: Path) -> Splits:
+def load_splits(sizes: tuple[tuple[str, int], ...], root: Path) -> Splits:
     """The train/validation/test images of these sizes, read once per process (the full set is let go)."""
-    return split(read_fashion_mnist(root), **dict(sizes))
+    return make_splits(read_fashion_mnist(root), **dict(sizes))
 
 
 def train_one(name: str, recipe: Recipe, network: dict[str, Any], sizes: dict[str, int], root: Path,
@@ -60,7 +60,7 @@ def train_one(name: str, recipe: Recipe, network: dict[str, Any], sizes: dict[st
     """Build the network (seeded) from its spec and fit it on the profile's data; the History as a dict, with the
     peak memory of this run."""
     report("start", name)
-    data = splits(tuple(sorted(sizes.items())), Path(root))
+    data = load_splits(tuple(sorted(sizes.items())), Path(root))
     reset_peak_memory()
     history = fit(models.from_spec(network, recipe.seed), data, recipe, torch.device(device),
                   on_epoch or (lambda epoch: report("epoch", name)))

@@ -10,7 +10,7 @@ import torch
 
 from helpers import data as data_module
 from helpers.data import DatasetError, FashionMNISTTensors, check_idx_header, prepare, read_split
-from helpers.splits import minibatches, split, to_float
+from helpers.splits import make_splits, minibatches, to_float
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,16 +194,16 @@ def tensors(train: int = 100, test: int = 30) -> FashionMNISTTensors:
 
 
 def test_validation_is_held_out_from_training_and_fixed():
-    a, b = split(tensors(), train=60, validation=20, test=30, train_eval=10), split(tensors(), 60, 20, 30, 10)
+    a, b = make_splits(tensors(), train=60, validation=20, test=30, train_eval=10), make_splits(tensors(), 60, 20, 30, 10)
     train, held_out = set(a.train_labels.tolist()), set(a.validation_labels.tolist())
     assert len(train) == 60 and len(held_out) == 20 and not train & held_out
     assert torch.equal(a.validation_labels, b.validation_labels)  # the same images every time
     assert a.validation_labels.tolist() != list(range(20))       # a random draw, not the first images
     assert a.sizes == {"train": 60, "validation": 20, "test": 30, "train_eval": 10}
-    quick = split(tensors(), train=30, validation=20, test=10, train_eval=5)
+    quick = make_splits(tensors(), train=30, validation=20, test=10, train_eval=5)
     assert torch.equal(quick.validation_labels, a.validation_labels)  # a smaller profile holds out the same images
     with pytest.raises(ValueError, match="do not fit"):
-        split(tensors(), train=90, validation=20, test=30, train_eval=10)
+        make_splits(tensors(), train=90, validation=20, test=30, train_eval=10)
 
 
 def test_to_float_scales_as_to_tensor_does():

@@ -107,7 +107,7 @@ def test_cuda_two_runs_of_one_seed_are_equal(tmp_path, monkeypatch):
 def test_cuda_the_graded_recipes_first_epoch_learns():
     from helpers import workers
     full = config.get_profile("full")
-    data = workers.splits(tuple(sorted(full.data_sizes.items())), full.data_root)
+    data = workers.load_splits(tuple(sorted(full.data_sizes.items())), full.data_root)
     cuda = torch.device("cuda")
     mlp = fit(models.build("base"), data, Recipe(model="base", lr=0.1, epochs=1), cuda)
     cnn = fit(models.build(GRADED_CNN.model), data, GRADED_CNN, cuda)

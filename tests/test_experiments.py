@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, needs_real_data, synthetic_data
-from helpers import code, config, device, experiments, models, pool, workers
+from helpers import config, sourcecode, device, experiments, models, pool, workers
 from helpers.experiments import run, write_json
 from helpers.training import Recipe
 
@@ -110,7 +110,7 @@ def project(tmp_path, monkeypatch):
     """A copy of helpers/ that code_key and the network spec read instead of the real one."""
     copy = tmp_path / "helpers"
     shutil.copytree(ROOT / "helpers", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(code, "PACKAGE", copy)
+    monkeypatch.setattr(sourcecode, "PACKAGE", copy)
     monkeypatch.setattr(workers, "__file__", str(copy / "workers.py"))
     monkeypatch.setattr(models, "__file__", str(copy / "models.py"))
     return copy
@@ -194,7 +194,7 @@ def test_the_closure_is_what_a_worker_loads():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     loaded = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 -- our own printout
-    assert sorted(p.stem for p in code.closure(ROOT / "helpers" / "workers.py") if p.stem != "__init__") == loaded
+    assert sorted(p.stem for p in sourcecode.closure(ROOT / "helpers" / "workers.py") if p.stem != "__init__") == loaded
 
 
 TRAINING = '''
@@ -212,11 +212,11 @@ TRAINING = '''
 def test_code_is_shown_as_the_file_has_it_and_fingerprinted_without_comments(tmp_path):
     path = tmp_path / "training.py"
     path.write_text(textwrap.dedent(TRAINING), encoding="utf-8")
-    assert code.source(path, "train_epoch").startswith("def train_epoch(model, batches, loss_fn, optimizer):")
-    bare = code.source(path, "train_epoch", bare=True)
+    assert sourcecode.source(path, "train_epoch").startswith("def train_epoch(model, batches, loss_fn, optimizer):")
+    bare = sourcecode.source(path, "train_epoch", bare=True)
     assert '"""' not in bare and bare.splitlines()[1].strip() == "for images, labels in batches:"
     with pytest.raises(ValueError, match="no top-level evaluate"):
-        code.source(path, "evaluate")
+        sourcecode.source(path, "evaluate")
 
 
 def test_interrupted_sequence_resumes_after_the_last_finished_run(profile, monkeypatch):
@@ -438,7 +438,7 @@ def test_a_worker_holds_the_images_once():
     """The full profile's splits in a fresh process: the uint8 images alive afterwards are the 70,000 of the splits
     (55,000 + 5,000 + 10,000), not the 70,000 read from the files as well."""
     script = ("import gc, helpers, torch; from helpers import config, workers; p = config.get_profile('full');"
-              "s = workers.splits(tuple(sorted(p.data_sizes.items())), p.data_root); gc.collect();"
+              "s = workers.load_splits(tuple(sorted(p.data_sizes.items())), p.data_root); gc.collect();"
               "print(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in gc.get_objects()"
               " if isinstance(t, torch.Tensor) and t.dtype == torch.uint8}.values()))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -487,26 +487,26 @@ def test_a_worker_that_cannot_import_helpers_says_so_with_the_path(tmp_path):
 def test_training_in_this_process_refuses_helpers_that_changed_on_disk_since_they_were_imported(profile, monkeypatch):
     """A3_WORKERS=0 trains with the modules this process imported: when a file has changed since (its code, not a
     comment or a table), one line refuses instead of storing the old code's numbers under the new code's key."""
-    training = Path(code.PACKAGE) / "training.py"
-    imported = code.IMPORTED[training.resolve()]
+    training = Path(sourcecode.PACKAGE) / "training.py"
+    imported = sourcecode.IMPORTED[training.resolve()]
     quiet_run({"tiny": TINY}, profile)  # unchanged: trains
-    monkeypatch.setitem(code.IMPORTED, training.resolve(), imported.replace("# Q1.6: the mean gradient", "# edited"))
+    monkeypatch.setitem(sourcecode.IMPORTED, training.resolve(), imported.replace("# Q1.6: the mean gradient", "# edited"))
     quiet_run({"tiny": replace(TINY, seed=1)}, profile)  # a comment differs: still the same code
-    monkeypatch.setitem(code.IMPORTED, training.resolve(),
+    monkeypatch.setitem(sourcecode.IMPORTED, training.resolve(),
                         imported.replace("        loss.backward()\n", "        loss.backward()\n        pass\n"))
     with pytest.raises(RuntimeError, match="^A3_WORKERS=0 trains with the helpers this kernel imported, but "
                                            "training.py changed on disk since: restart the kernel"):
         quiet_run({"tiny": replace(TINY, seed=2)}, profile)
-    models_py = Path(code.PACKAGE) / "models.py"
-    monkeypatch.setitem(code.IMPORTED, training.resolve(), imported)
-    monkeypatch.setitem(code.IMPORTED, models_py.resolve(), code.IMPORTED[models_py.resolve()].replace(
+    models_py = Path(sourcecode.PACKAGE) / "models.py"
+    monkeypatch.setitem(sourcecode.IMPORTED, training.resolve(), imported)
+    monkeypatch.setitem(sourcecode.IMPORTED, models_py.resolve(), sourcecode.IMPORTED[models_py.resolve()].replace(
         '"wider": (1024, 1024)', '"wider": (1536, 1536)'))  # a table is data, sent with the run: no refusal
     quiet_run({"tiny": replace(TINY, seed=3)}, profile)
 
 
 def test_every_helpers_module_imported_is_kept_as_it_was_imported():
-    assert {p.name for p in code.IMPORTED} >= {p.name for p in code.closure(ROOT / "helpers" / "workers.py")}
-    assert all(text == p.read_text(encoding="utf-8") for p, text in code.IMPORTED.items() if p.parent == code.PACKAGE)
+    assert {p.name for p in sourcecode.IMPORTED} >= {p.name for p in sourcecode.closure(ROOT / "helpers" / "workers.py")}
+    assert all(text == p.read_text(encoding="utf-8") for p, text in sourcecode.IMPORTED.items() if p.parent == sourcecode.PACKAGE)
 
 
 def test_a_run_that_fails_by_itself_lets_the_others_finish_and_be_saved_first():

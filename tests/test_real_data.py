@@ -8,7 +8,7 @@ import torch
 from conftest import CPU, needs_real_data
 from helpers.data import CLASS_NAMES, load_fashion_mnist
 from helpers.models import build
-from helpers.splits import split
+from helpers.splits import make_splits
 from helpers.training import Recipe, fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def test_cli_prints_the_ok_line_on_real_data():
 def test_the_base_mlp_learns_the_real_data():
     """One epoch of the demo scheme at lr 0.1 on 30,000 real images: at least 75 % test accuracy (chance is 10 %;
     seeds 0, 1, 2 gave 77.8, 81.2 and 79.6 %: at lr 0.1 the first epoch is noisy, so the bar leaves room)."""
-    data = split(load_fashion_mnist(ROOT / "data", download=False), train=30_000, validation=1_000, test=2_000,
+    data = make_splits(load_fashion_mnist(ROOT / "data", download=False), train=30_000, validation=1_000, test=2_000,
                  train_eval=1_000)
     history = fit(build("base", seed=0), data, Recipe(model="base", lr=0.1, epochs=1), CPU)
     assert history.test_accuracy[0] >= 0.75 and history.validation_accuracy[0] >= 0.72

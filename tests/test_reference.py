@@ -43,9 +43,9 @@ sys.path.insert(0, {str(ROOT)!r})
 import helpers, torch
 from helpers import experiments, models
 from helpers.data import load_fashion_mnist
-from helpers.splits import split
+from helpers.splits import make_splits
 from helpers.training import fit
-data = split(load_fashion_mnist({str(ROOT / "data")!r}, download=False), **{SIZES!r})
+data = make_splits(load_fashion_mnist({str(ROOT / "data")!r}, download=False), **{SIZES!r})
 losses = {{}}
 for name, changes in {RUNS!r}.items():
     recipe = replace(experiments.SCHEMES[changes.pop("scheme", "demo")], **changes)

@@ -111,11 +111,15 @@ def reachable(module: ModuleType | Path, roots: set[str]) -> set[str]:
 
 
 def constant(module: ModuleType, name: str) -> Any:
-    """The value of the top-level assignment `name` as the file on disk has it now (evaluated with the module's
-    names, so `2 * 512` or `INPUT_SIZE` work), so that an edit applies without restarting the kernel."""
+    """The value of the top-level assignment `name` as the file on disk has it now, so that an edit applies without
+    restarting the kernel. It must be a literal (numbers, strings, tuples, lists, dicts): nothing is evaluated."""
     path = _file(module)
     node = _node(_read(*_stamp(path))[1], name, path)
-    return eval(compile(ast.Expression(node.value), str(path), "eval"), dict(vars(module)))  # noqa: S307
+    try:
+        return ast.literal_eval(node.value)
+    except ValueError:
+        raise ValueError(f"{path.name}: {name} must be written as a literal, e.g. {{'base': (512, 512)}}, "
+                         f"with numbers rather than names or expressions") from None
 
 
 def imports(path: Path) -> set[Path]:
