@@ -8,6 +8,9 @@ pinned CPU kernels against the machine's own, and runs side by side. Exits 1 if 
   machine's measured large-matrix rate on one core; "x floor" is the measured time over that.
 - kernels: one epoch of the base MLP and of the CNN in a fresh process with A3_CPU_KERNELS=avx2 (the default:
   the same numbers on every x86-64 CPU) and =native (the machine's fastest kernels).
+- profile (also alone: `python benchmarks/bench.py profile`): where one epoch of the MLP's training step goes, by
+  torch.profiler on one thread: the matrix products (aten::mm/addmm, the only work the floor counts) against the
+  floor, the optimizer, the minibatch indexing and the rest; then the top operators by self CPU time.
 """
 from __future__ import annotations
 
@@ -36,13 +39,15 @@ from helpers.config import get_profile  # noqa: E402
 from helpers.device import matmul_gflops  # noqa: E402
 from helpers.kernels import PINNED  # noqa: E402
 from helpers.splits import split_order  # noqa: E402
-from helpers.training import Recipe, fit  # noqa: E402
+from helpers.splits import minibatches  # noqa: E402
+from helpers.training import Recipe, fit, make_optimizer, train_epoch  # noqa: E402
 
 PROFILE = get_profile("full")
 ACCURACY_LIMIT = 0.015
 DEMO = replace(DEMO_SCHEME, epochs=3)
 CNN = replace(CNN_SCHEME, epochs=2)
 CPU = torch.device("cpu")
+MATRIX_PRODUCTS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::addmv", "aten::mv")  # what the floor counts
 
 
 def quickstart() -> tuple[float, float]:
@@ -98,6 +103,52 @@ def timed() -> dict[str, float]:
     return result
 
 
+def profile_step() -> None:
+    """One epoch of the MLP's training step (the project's train_epoch, DEMO's batch 64 and SGD, one thread), timed
+    plainly and then under torch.profiler: the share of the matrix products, the optimizer, the minibatch indexing
+    and the rest, each against the floor (the step's FLOPs at the measured large-matrix rate on one core)."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # no log lines from the profiler's library
+    from torch.profiler import ProfilerActivity, profile, record_function
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data, model, loss_fn = splits(), models.build("base"), nn.CrossEntropyLoss()
+    optimizer = make_optimizer(model, DEMO)
+    steps = -(-len(data.train_labels) // DEMO.batch_size)
+
+    def epoch(seed: int, label: bool = False) -> float:
+        def labelled(batches):  # the minibatch's indexing and conversion to float, as a region of its own
+            batches = iter(batches)
+            while True:
+                with record_function("minibatch"):
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                yield batch
+        batches = minibatches(data.train_images, data.train_labels, DEMO.batch_size, torch.Generator().manual_seed(seed))
+        start = time.perf_counter()
+        train_epoch(model, labelled(batches) if label else batches, steps, loss_fn, optimizer)
+        return time.perf_counter() - start
+
+    rate = matmul_gflops()
+    floor = models.run_flops(len(data.train_labels), 0, models.training_flops("base"), 0) / (rate * 1e9)
+    epoch(0)  # warm-up
+    plain = epoch(1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        profiled = epoch(2, label=True)
+    torch.set_num_threads(threads)
+    events = prof.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS) / 1e6
+    optimizer_s = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.")) / 1e6
+    indexing = sum(e.cpu_time_total for e in events if e.key == "minibatch") / 1e6
+    rest = profiled - products - optimizer_s - indexing
+    print(f"MLP training step, one epoch of {steps} steps on 1 thread: {plain:.2f} s ({plain / floor:.2f}x its floor "
+          f"of {floor:.2f} s at {rate:.0f} GFLOP/s); under the profiler {profiled:.2f} s, of which")
+    for what, seconds in (("matrix products (mm/addmm)", products), ("optimizer (step, zero_grad)", optimizer_s),
+                          ("minibatch indexing + to float", indexing), ("the rest (elementwise, autograd, Python)", rest)):
+        print(f"  {what:<42} {seconds:6.2f} s  {100 * seconds / profiled:5.1f} %  {seconds / floor:5.2f}x floor")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> int:
     cores = torch.get_num_threads()
     print(f"torch {torch.__version__}, {cores} cores, {torch.backends.cpu.get_cpu_capability()} kernels; "
@@ -120,6 +171,7 @@ def main() -> int:
         print(f"{name.upper()} epoch (train + evaluate, 1 thread): {pinned[name]:.2f} s with {pinned['kernels']} "
               f"kernels, {native[name]:.2f} s with {native['kernels']} ({pinned[name] / native[name]:.2f}x); "
               f"floor {floor:.2f} s -> {pinned[name] / floor:.2f}x floor")
+    profile_step()
 
     recipes = {f"bench{i}": replace(DEMO, seed=i) for i in range(cores)}
     start = time.time()
@@ -141,4 +193,4 @@ def workers_run(recipes: dict[str, Recipe]) -> list:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(profile_step() if sys.argv[1:] == ["profile"] else main())

@@ -66,16 +66,6 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[name]
 
 
-def rerun_requested() -> bool:
-    """True when env A3_RERUN=1 asks to retrain instead of loading cached results."""
-    return os.environ.get("A3_RERUN", "0") == "1"
-
-
-def progress_enabled() -> bool:
-    """False when env A3_PROGRESS=0 turns progress bars off (batch runs, CI)."""
-    return os.environ.get("A3_PROGRESS", "1") != "0"
-
-
 def workers_requested() -> int | None:
     """Runs trained side by side, as env A3_WORKERS asks (None: decide by cores and memory; 0: in this process)."""
     value = os.environ.get("A3_WORKERS")

@@ -23,12 +23,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
 import torch
 from tqdm.auto import tqdm
 
-from . import data, models, pool, sourcecode, workers
-from .config import TOOLING, Profile, cores, progress_enabled, rerun_requested, workers_requested
-from .device import describe, kind, machine_line, matmul_gflops, pick
+from . import data, models, pool, report, sourcecode, workers
+from .config import TOOLING, Profile, cores, workers_requested
+from .device import matmul_gflops, pick
 from .training import History, Recipe
 
 # The two training schemes, fixed in advance; only their learning rate is ever searched (on validation).
@@ -63,9 +64,8 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
         raise RuntimeError("experiments.run() was called in a worker process, which imports the main module: keep "
                            "the code that trains under `if __name__ == \"__main__\":`")
     log = log or note
-    rerun = rerun_requested() if rerun is None else rerun
+    rerun = os.environ.get("A3_RERUN") == "1" if rerun is None else rerun  # retrain what earlier sessions stored
     keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
-    paths = {name: path_for(profile, name, key) for name, key in keys.items()}
     histories: dict[str, History] = {}
     for name, key in keys.items():
         found = stored(profile, key)
@@ -73,8 +73,6 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
             history = load(found, key, log)
             if history is not None:
                 histories[name] = history
-    if histories:
-        provenance(list(histories.values()), log)
     missing = [name for name in recipes if name not in histories]
     for name in missing:
         if not rerun and (reason := why_again(profile, name, keys[name])):
@@ -85,7 +83,7 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
     if jobs:
         start = time.perf_counter()
         trained = train({name: recipes[name] for name in jobs.values()}, {name: keys[name] for name in jobs.values()},
-                        {name: paths[name] for name in jobs.values()}, profile, workers_)
+                        profile, workers_)
         for name in missing:
             histories[name] = trained[jobs[digest(keys[name])]]
         log(f"trained {len(jobs)} of {len(recipes)} runs in {(time.perf_counter() - start) / 60:.1f} min; "
@@ -118,13 +116,8 @@ def not_used_by(network: dict[str, Any]) -> frozenset[str]:
 
 
 def digest(key: dict[str, Any]) -> str:
-    """12 hex digits naming a key."""
-    try:
-        text = json.dumps(key, sort_keys=True)
-    except TypeError as error:  # a numpy number in a recipe, say
-        raise ValueError(f"a recipe holds a value that is not a plain number or string ({error}): use Python's "
-                         f"int, float, str or bool") from None
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """12 hex digits naming a key (a Recipe holds only plain numbers, strings and booleans: it checks them)."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def path_for(profile: Profile, name: str, key: dict[str, Any]) -> Path:
@@ -138,32 +131,39 @@ def stored(profile: Profile, key: dict[str, Any]) -> Path | None:
 
 
 def why_again(profile: Profile, name: str, key: dict[str, Any]) -> str | None:
-    """What changed since the newest result stored under `name` (None if there is none)."""
+    """What changed since the newest readable result stored under `name` with another key (None if there is none)."""
     stem = path_for(profile, name, key).name.rsplit("-", 1)[0]
     earlier = sorted(profile.results_dir.glob(f"{stem}-" + "[0-9a-f]" * 12 + ".json"), key=lambda p: p.stat().st_mtime)
     for path in reversed(earlier):
         try:
-            return what_changed(json.loads(path.read_text(encoding="utf-8"))["key"], key)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            old = json.loads(path.read_text(encoding="utf-8"))["key"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue
+        if isinstance(old, dict) and digest(old) != digest(key):  # by digest: 1 == 1.0, but they are two keys
+            return what_changed(old, key)
     return None
+
+
+PARTS = {"network": "the network", "code": "the code of a run", "data": "the data sizes", "recipe": "the recipe"}
 
 
 def what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     """In words, every entry in which two keys differ, by part: 'the recipe changed (lr 0.1 -> 0.05)', 'the code
-    of a run changed (training.py)'."""
-    def leaves(value: Any, path: str = "") -> dict[str, Any]:
+    of a run changed (training.py)'; a part that is not a table of entries is named whole ('recipe 7 -> ...')."""
+    def leaves(value: Any, path: str) -> dict[str, str]:
         if not isinstance(value, dict):
-            return {path: value}
-        return {k: v for key, item in value.items() for k, v in leaves(item, f"{path}.{key}" if path else key).items()}
+            return {path: repr(value)}  # repr: 1 and 1.0 differ, as they do in the stored JSON
+        return {k: v for name, item in value.items() for k, v in leaves(item, f"{path}.{name}").items()}
     parts = []
-    for part, words in (("network", "the network"), ("code", "the code of a run"), ("data", "the data sizes"),
-                        ("recipe", "the recipe")):
-        a, b = leaves(old.get(part) or {}), leaves(new.get(part) or {})
-        differ = [k for k in sorted(a.keys() | b.keys()) if repr(a.get(k, "absent")) != repr(b.get(k, "absent"))]
-        if differ:
-            parts.append(f"{words} changed (" + ", ".join(
-                k if part == "code" else f"{k} {a.get(k, 'absent')!r} -> {b.get(k, 'absent')!r}" for k in differ) + ")")
+    for part, words in PARTS.items():
+        a, b = ({} if part not in key else leaves(key[part], part) for key in (old, new))
+        shown = []
+        for k in sorted(a.keys() | b.keys()):
+            entry = k.partition(".")[2] or k  # 'recipe.lr' -> 'lr'; a part that is not a table: its own name
+            if a.get(k) != b.get(k):
+                shown.append(entry if part == "code" else f"{entry} {a.get(k, 'absent')} -> {b.get(k, 'absent')}")
+        if shown:
+            parts.append(f"{words} changed ({', '.join(shown)})")
     return "; ".join(parts) or "the stored key is in an older format"
 
 
@@ -171,23 +171,12 @@ def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) ->
     """The History stored at `path` if it is intact and was made with `key`, else None (saying why)."""
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
-        if content["key"] != key:
+        if digest(content["key"]) != digest(key):
             raise ValueError("its key does not match its name")
         return History.from_dict(content["history"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         log(f"{path.name}: unreadable ({type(error).__name__}); training it again")
         return None
-
-
-def provenance(runs: list[History], log: Callable[[str], None]) -> None:
-    """Say so when loaded runs were made on another kind of machine (device, CPU kernels, torch) than this one:
-    trained here, their numbers could differ in the last digits."""
-    here = describe(pick())
-    made = {kind(run.machine): run.machine for run in runs}
-    other = [m for k, m in made.items() if k != kind(here)]
-    if other:
-        log(f"{len(runs)} runs loaded, made on " + "; ".join(machine_line(m) for m in other)
-            + f"; this machine is {machine_line(here)}: retrained here (A3_RERUN=1), their numbers could differ")
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -209,7 +198,6 @@ def write_json(path: Path, content: Any) -> None:
 def free_memory_mb() -> float:
     """Memory available to new processes, in MB: the machine's, or less where a container limits this process
     (cgroup v2 or v1, as JupyterHub and Binder do)."""
-    import psutil
     free = psutil.virtual_memory().available
     for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
@@ -228,8 +216,7 @@ def worker_count(device: torch.device, jobs: int) -> int:
     0 means in this process."""
     asked = workers_requested()
     if asked is None:
-        free = free_memory_mb()
-        fitting = int(free // WORKER_MB) if free != float("inf") else cores()
+        fitting = int(free_memory_mb() // WORKER_MB)
         limit = {"cpu": cores(), "cuda": min(cores(), GPU_RUNS)}.get(device.type, 1)
         asked = max(1, min(limit, fitting))
     return min(asked, jobs)
@@ -243,7 +230,7 @@ def epoch_seconds(recipe: Recipe, profile: Profile, gflops_per_core: float) -> f
     return work / (gflops_per_core * 1e9)
 
 
-def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Path], profile: Profile,
+def train(recipes: dict[str, Recipe], keys: dict[str, dict], profile: Profile,
           workers_: int | None = None) -> dict[str, History]:
     """Train the recipes, longest first, side by side in `workers_` processes (0: here), storing each as it
     finishes; a worker that dies or goes silent stops the call with one line naming its run."""
@@ -252,7 +239,7 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
     count = worker_count(device, len(order)) if workers_ is None else min(workers_, len(order))
     if count == 0:
         refuse_stale_code()
-    bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=not progress_enabled(),
+    bar = tqdm(total=sum(r.epochs for r in recipes.values()), unit="epoch", disable=os.environ.get("A3_PROGRESS") == "0",
                desc=f"training {len(order)} runs" + (f" ({count} at once)" if count > 1 else ""))
     rate = matmul_gflops()  # this machine's floor rate (all cores), measured now
     conditions = {"side_by_side": max(count, 1), "session": SESSION}
@@ -262,7 +249,7 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], paths: dict[str, Pa
 
     def save(name: str, history: dict[str, Any]) -> None:
         history["machine"] = {**history["machine"], **conditions}
-        write_json(paths[name], {"key": keys[name], "history": history})
+        write_json(path_for(profile, name, keys[name]), {"key": keys[name], "history": history})
         _written.add(digest(keys[name]))
         done[name] = History.from_dict(json.loads(json.dumps(history)))  # fresh and stored runs read alike
         bar.total -= recipes[name].epochs - done[name].epochs  # runs that diverged
@@ -315,21 +302,10 @@ def _shown(path: Path) -> str:
 
 # --- choosing a setting on validation accuracy --------------------------------------------------------------
 
-def selection_score(run: History) -> tuple[float, float]:
-    """What a choice is made on: the validation accuracy, averaged over the last 3 epochs under a constant rate (SGD
-    noise moves it by points from one epoch to the next) and the last epoch of an annealed schedule; then the
-    validation loss, lower first (a diverged run scores 0 and infinity)."""
-    last = 3 if run.recipe.schedule == "constant" else 1
-    if run.diverged or not run.validation_accuracy:
-        return 0.0, -math.inf
-    return (sum(run.validation_accuracy[-last:]) / len(run.validation_accuracy[-last:]),
-            -sum(run.validation_loss[-last:]) / len(run.validation_loss[-last:]))
-
-
 def best_on_validation(groups: dict[Any, list[History]]) -> Any:
-    """The setting whose runs have the highest mean selection_score."""
+    """The setting whose runs have the highest mean report.selection_score."""
     def score(runs: list[History]) -> tuple[float, float]:
-        scores = [selection_score(run) for run in runs]
+        scores = [report.selection_score(run) for run in runs]
         return sum(a for a, _ in scores) / len(scores), sum(b for _, b in scores) / len(scores)
     return max(groups, key=lambda setting: score(groups[setting]))
 

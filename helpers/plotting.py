@@ -1,93 +1,141 @@
 """Figures from Histories (never trains). Drawn at most as wide as an A4 page's text (7.4 in) and shown at their own
-size, so every font prints at 8 pt or more. One colour per learning rate and per network in every figure;
-solid = held-out data, dashed = train. A mean over the seeds is drawn only while every seed is still running;
-after that each seed goes on as a thin line that ends in a dot. Every axis shows all of its curves and at least 4
-ticks; legends list only what is drawn."""
+size, so every font prints at 8 pt or more; the style applies inside these figures only. One colour per learning
+rate and per network in every figure; solid = held-out data, dashed = train. A mean over the seeds is drawn only
+while every seed is still running; after that each seed goes on as a thin line that ends in a dot."""
 from __future__ import annotations
 
-import math
-from typing import Any
+import functools
+import io
+from typing import Any, Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, SymmetricalLogLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from . import models, report
+from . import report
 from .data import CLASS_NAMES
-from .experiments import SCHEMES
 from .report import Group
 
-plt.rcParams.update({"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8,
-                     "xtick.labelsize": 8, "ytick.labelsize": 8, "figure.dpi": 96, "savefig.dpi": 96,
-                     "axes.grid": True, "grid.alpha": 0.3})
-try:  # sharp figures that print at their own size (Jupyter shows PNGs at twice the pixels)
-    from matplotlib_inline.backend_inline import set_matplotlib_formats
-    set_matplotlib_formats("retina")
-except ImportError:
-    pass
+STYLE = {"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8, "xtick.labelsize": 8,
+         "ytick.labelsize": 8, "figure.dpi": 96, "axes.grid": True, "grid.alpha": 0.3}
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
-RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.2: "#8c564b", 0.1: "#1f77b4",
-               0.03: "#17becf", 0.01: "#2ca02c", 0.001: "#9467bd"}
+RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.1: "#1f77b4", 0.03: "#17becf",
+               0.01: "#2ca02c", 0.001: "#9467bd"}
 MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "base+bn": "#8c564b", "cnn": "#222222"}
-SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN's scheme"}
+SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN scheme", "short": "CNN scheme, MLP's FLOPs"}
 NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN"}  # in Q1.7, where the base MLP meets the CNN
-assert set(SCHEME_NAMES) == set(SCHEMES)
+LETTERS = "abcdefgh"
 
 
 def color(key: Any) -> str:
-    """The colour of a learning rate (a number) or a network (a name), the same in every figure."""
+    """The colour of a learning rate (a number), a network (a name) or a (network, scheme) cell."""
+    key = key[0] if isinstance(key, tuple) else key
     return (MODEL_COLORS if isinstance(key, str) else RATE_COLORS).get(key, "#7f7f7f")
 
 
 def label(key: Any) -> str:
-    """'lr 0.1', a structure ('base', 'wider'), or a (network, scheme) cell: 'MLP, demo scheme', 'MLP+BN, CNN's
-    scheme' (with BatchNorm), 'CNN, demo scheme'."""
+    """'lr 0.1', a structure ('base', 'wider'), or a (network, scheme) cell: 'MLP+BN, CNN's scheme'."""
     if isinstance(key, tuple):
-        return f"{NETWORK_NAMES.get(key[0], key[0])}, {SCHEME_NAMES[key[1]]}"
-    if isinstance(key, str):
-        return NETWORK_NAMES.get(key, key) if key != "base" else key
-    return f"lr {key:g}"
+        return f"{NETWORK_NAMES.get(key[0], key[0])}, {SCHEME_NAMES.get(key[1], key[1])}"
+    return key if isinstance(key, str) else f"lr {key:g}"
+
+
+def figure(draw: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw with STYLE (only inside this figure); in a notebook, show it at its own size, twice as sharp, and close
+    it (so it is shown once). Returns the figure."""
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> Figure:
+        with plt.rc_context(STYLE):
+            fig = draw(*args, **kwargs)
+            try:
+                from IPython import get_ipython
+                from IPython.display import Image, display
+            except ImportError:
+                return fig
+            if get_ipython() is not None:
+                png = io.BytesIO()
+                fig.savefig(png, format="png", dpi=2 * fig.dpi)
+                display(Image(png.getvalue(), width=round(fig.get_figwidth() * fig.dpi)))
+                plt.close(fig)
+        return fig
+    return drawn
 
 
 def _number(value: float, _: Any = None) -> str:
     """A tick label: 3 significant digits, small and large values in scientific notation (3.08e-4)."""
-    if value == 0 or 1e-2 <= abs(value) < 1e4:
+    if 1e3 <= abs(value) < 1e5 and float(value).is_integer():
+        return f"{value:.0f}"
+    if value == 0 or 1e-2 <= abs(value) < 1e3:
         return f"{value:.3g}"
     mantissa, exponent = f"{value:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def _ticks(*axes: plt.Axes) -> None:
-    """4 to 8 labelled ticks on every value axis: on a log or symlog axis the first of decades, 1-2-5 steps or
-    finer steps that gives that many (else evenly spaced ticks); 4 to 6 on a linear one."""
+    """Readable value ticks: on a log axis decades (or 1-2-5 steps where few decades show), labelled compactly; on a
+    linear one 4 to 6 (whole numbers on the x axis: epochs and steps)."""
     for ax in axes:
-        for axis, scale, limits in ((ax.yaxis, ax.get_yscale(), ax.get_ylim()), (ax.xaxis, ax.get_xscale(), ax.get_xlim())):
-            if scale == "linear":  # epochs and steps are whole numbers
+        for axis, scale, (low, high) in ((ax.yaxis, ax.get_yscale(), ax.get_ylim()),
+                                         (ax.xaxis, ax.get_xscale(), ax.get_xlim())):
+            if scale == "linear":
                 axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
-                continue
-            low, high = sorted(limits)
-            steps = [(1, 2, 5), (1, 3), (1,), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)]
-            candidates = ([LogLocator(subs=s, numticks=30) for s in steps] if scale == "log" else  # not thinned by size
-                          [SymmetricalLogLocator(linthresh=axis.get_transform().linthresh, base=10, subs=s) for s in steps])
-            fitting = [c for c in candidates if 4 <= sum(low <= v <= high for v in c.tick_values(low, high)) <= 7]
-            wide = scale == "log" and high / low > 1e7  # many decades: every other decade or so
-            axis.set_major_locator(fitting[0] if fitting else LogLocator(numticks=6) if wide
-                                   else MaxNLocator(nbins=4, min_n_ticks=4))
+            elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 4 to 8 ticks
+                def shown(locator: LogLocator) -> int:
+                    return sum(min(low, high) <= v <= max(low, high) for v in locator.tick_values(low, high))
+                fitting = [LogLocator(subs=subs, numticks=30) for subs in ((1,), (1, 3), (1, 2, 5))]
+                axis.set_major_locator(next((c for c in fitting if 4 <= shown(c) <= 8), fitting[0]))
+                axis.set_minor_formatter(NullFormatter())
+            if scale != "linear" and sum(min(low, high) <= v <= max(low, high)
+                                         for v in axis.get_major_locator().tick_values(low, high)) < 4:
+                axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=4))  # under a decade: evenly spaced ticks
             axis.set_major_formatter(FuncFormatter(_number))
-            axis.set_minor_formatter(NullFormatter())
 
 
 def _legend_below(fig: Figure, handles: list, names: list[str], space: float) -> None:
-    """One legend for the figure, under the axes (in one row, or three columns for long names)."""
-    one_row = sum(map(len, names)) < 90
-    fig.legend(handles, names, loc="lower center", ncol=len(names) if one_row else 3, frameon=False, handlelength=1.2,
-               handletextpad=0.4, columnspacing=0.8)
+    """One legend for the figure, under the axes (one row, or three columns for long names)."""
+    one_row = sum(map(len, names)) < 95
+    fig.legend(handles, names, loc="lower center", ncol=len(names) if one_row else 3, frameon=False,
+               handlelength=1.6, handletextpad=0.4, columnspacing=0.9)
     fig.tight_layout(rect=(0, space if one_row else 1.7 * space, 1, 1))
 
 
+def _padded(series: list[list[float | None]]) -> np.ndarray:
+    """Lists of different lengths (None for missing) as rows of a NaN-padded array."""
+    width = max((len(s) for s in series), default=0)
+    return np.array([[np.nan if v is None else v for v in s] + [np.nan] * (width - len(s)) for s in series], float)
+
+
+def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str, style: str = "-",
+          x: np.ndarray | None = None, band: bool = True, x0: float = 1) -> bool:
+    """Mean over the seeds while all of them have values, with a band from the lowest to the highest; after that
+    each seed alone, thin, ending in a dot. `x`: the positions (default x0, x0 + 1, ...). Returns False when nothing
+    could be drawn."""
+    values = _padded(series)
+    if not np.isfinite(values).any():
+        return False
+    x = x0 + np.arange(values.shape[1]) if x is None else np.asarray(x, float)[:values.shape[1]]
+    finite = np.all(np.isfinite(values), axis=0)
+    together = values.shape[1] if finite.all() else int(np.argmin(finite))
+    if together:
+        ax.plot(x[:together], values[:, :together].mean(axis=0), style, color=color_, lw=1.4, label=name)
+        if len(series) > 1 and band:
+            ax.fill_between(x[:together], values[:, :together].min(axis=0), values[:, :together].max(axis=0),
+                            color=color_, alpha=0.18, lw=0)
+    for row in values:
+        kept = np.flatnonzero(np.isfinite(row))
+        if len(kept) and kept[-1] >= together:
+            start = max(together - 1, 0)
+            ax.plot(x[start:kept[-1] + 1], row[start:kept[-1] + 1], style, color=color_, lw=0.7,
+                    label=None if together else name)
+            ax.plot(x[kept[-1]], row[kept[-1]], "o", color=color_, ms=2.5)
+            name = "_" if not together else name
+    return True
+
+
+@figure
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
     fig, axes = plt.subplots(1, len(indices), figsize=(WIDTH * 0.55, 1.4))
@@ -100,45 +148,11 @@ def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int])
     return fig
 
 
-def _padded(series: list[list[float | None]]) -> np.ndarray:
-    """Lists of different lengths (None for missing) as rows of a NaN-padded array."""
-    width = max((len(s) for s in series), default=0)
-    return np.array([[np.nan if v is None else v for v in s] + [np.nan] * (width - len(s)) for s in series], float)
-
-
-def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str, style: str = "-",
-          x: np.ndarray | None = None, band: str = "range", x0: float = 1) -> bool:
-    """Mean over the seeds while all of them have values, with a band (min to max, the 95 % confidence interval, or
-    none); after that each seed alone, thin, ending in a dot. `x`: the positions (default x0, x0 + 1, ...). Returns
-    False when nothing could be drawn."""
-    values = _padded(series)
-    if not np.isfinite(values).any():
-        return False
-    x = x0 + np.arange(values.shape[1]) if x is None else np.asarray(x, float)[:values.shape[1]]
-    together = int(np.argmin(np.all(np.isfinite(values), axis=0))) if not np.all(np.isfinite(values)) else values.shape[1]
-    if together:
-        mean = values[:, :together].mean(axis=0)
-        ax.plot(x[:together], mean, style, color=color_, lw=1.4, label=name)
-        if len(series) > 1 and band != "none":
-            half = [report.ci95(list(c)) for c in values[:, :together].T] if band == "ci" else None
-            low, high = ((mean - half, mean + half) if half is not None
-                         else (values[:, :together].min(axis=0), values[:, :together].max(axis=0)))
-            ax.fill_between(x[:together], low, high, color=color_, alpha=0.18, lw=0)
-    for row in values:
-        kept = np.flatnonzero(np.isfinite(row))
-        if len(kept) and kept[-1] >= together:
-            start = max(together - 1, 0)
-            ax.plot(x[start:kept[-1] + 1], row[start:kept[-1] + 1], style, color=color_, lw=0.7,
-                    label=None if together else name)
-            ax.plot(x[kept[-1]], row[kept[-1]], "o", color=color_, ms=2.5)
-            name = "_" if not together else name
-    return True
-
-
+@figure
 def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
     """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch (log scale), per rate or
     network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
     for key, runs in groups.items():
         first = runs[0]
         window = max(1, first.steps_per_epoch // 20)
@@ -161,118 +175,172 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
         ax.set_xlabel("epoch")
     left.set_ylabel("cross-entropy loss")
     _ticks(left, right)
-    handles, names = left.get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls="--")]
+    entries = {n: h for ax in (right, left) for h, n in zip(*ax.get_legend_handles_labels())}  # also a rate whose
+    handles, names = list(entries.values()), list(entries)  # seed 0 diverged before (a) could draw it
+    handles += [Line2D([], [], color="0.2"), Line2D([], [], color="0.2", ls="--")]
     fig.suptitle(title, fontsize=9)
     _legend_below(fig, handles, names + ["test loss (b)", "train loss (b)"], 0.1)
     return fig
 
 
+@figure
 def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
-    """Q1.3 per epoch, mean over the seeds (band: min to max): (a) test error = 1 − accuracy on a log scale, with
-    validation and train dashed lighter, the target dotted; (b) test loss (solid) and train loss (dashed)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.75))
+    """Q1.3 per epoch, mean over the seeds (band: lowest to highest): (a) validation error = 100 − accuracy on a log
+    scale, test dotted, the target dashed; (b) validation loss (solid) and train loss (dashed) of the rates that
+    learned, on an axis scaled to them."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
+    high = 0.0
     for key, runs in groups.items():
-        seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
-        seeds(left, [[100 * (1 - a) for a in r.train_accuracy] for r in runs], color(key), "_", ":", band="none")
-        seeds(right, [r.test_loss for r in runs], color(key), "_")
-        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        seeds(left, [[100 * (1 - a) for a in r.validation_accuracy] for r in runs], color(key), label(key))
+        seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), "_", ":", band=False)
+        if all(report.outcome(r) == "learned" for r in runs):
+            seeds(right, [r.validation_loss for r in runs], color(key), "_")
+            seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+            high = max(high, *(max(r.validation_loss) for r in runs))
     left.axhline(100 * (1 - target), color="black", lw=0.8, ls="--")
     left.set_yscale("log")
-    left.set_title(f"(a) error = 100 − accuracy (%), log; dashed: {100 * target:g} % accuracy")
+    left.set_title(f"(a) error = 100 − accuracy (%); dashed: {100 * target:g} % accuracy")
     left.set_ylabel("error (%)")
-    right.set_title("(b) cross-entropy loss")
-    right.set_ylim(bottom=0)
+    right.set_title("(b) cross-entropy loss of the rates that learned")
+    right.set_ylim(0, 1.05 * high if high else None)
     for ax in (left, right):
         ax.set_xlabel("epoch")
     _ticks(left, right)
     handles, names = left.get_legend_handles_labels()
-    handles += [plt.Line2D([], [], color="0.2"), plt.Line2D([], [], color="0.2", ls=":"),
-                plt.Line2D([], [], color="0.2", ls="--")]
+    handles += [Line2D([], [], color="0.2"), Line2D([], [], color="0.2", ls=":"), Line2D([], [], color="0.2", ls="--")]
     fig.suptitle(title, fontsize=9)
-    _legend_below(fig, handles, names + ["test (a, b)", "train (a)", "train (b)"], 0.1)
+    _legend_below(fig, handles, names + ["validation", "test (a)", "train (b)"], 0.1)
     return fig
 
 
-def first_steps(groups: dict[float, Group]) -> Figure:
-    """Q1.6, the assignment's plot: over the first 100 training steps, per rate (mean over the seeds, band: 95 %
-    confidence interval), the signed mean of the gradients, each rate on its own axis (their sizes differ 100-fold),
-    then the mean absolute value of the gradients of all rates together (log scale, band: min to max)."""
-    fig, axes = plt.subplots(1, len(groups) + 1, figsize=(WIDTH, 1.9))
-    *panels, size = axes
-    for (lr, runs), letter, ax in zip(groups.items(), "abcdefghij", panels):
-        traced = [r for r in runs if r.gradients]
-        seeds(ax, [r.gradients["steps"]["signed_mean"] for r in traced], color(lr), "_", band="ci")
-        ax.axhline(0, color="black", lw=0.6, zorder=1)
-        ax.set_title(f"({letter}) {label(lr)}")
-        ax.set_xlabel(f"step ({len(traced)} seeds)")
-        seeds(size, [r.gradients["steps"]["abs_mean"] for r in traced], color(lr), label(lr))
-        ax.yaxis.set_major_formatter(FuncFormatter(_number))
-    panels[0].set_ylabel("signed mean")
-    size.set_yscale("log")
-    size.set_title(f"({'abcdefghij'[len(groups)]}) mean |g|, all")
-    size.set_xlabel("step")
-    _ticks(*panels, size)
-    for ax in (*panels, size):
-        ax.xaxis.set_major_locator(plt.FixedLocator([0, 50, 100]))
-    fig.suptitle("Q1.6: the mean of the gradients after loss.backward(), first 100 steps (band: 95 % CI)", fontsize=9)
-    handles, names = size.get_legend_handles_labels()
+def _probe_axes(ax: plt.Axes, steps_per_epoch: int) -> None:
+    """Steps on a symmetric log scale (0 is the initial network), ticked at 0, 10, 100, ... ."""
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"step (1 epoch = {steps_per_epoch})")
+
+
+def _step_ticks(*axes: plt.Axes) -> None:
+    """Step ticks on a symmetric log axis: 0, 10, 100, ... (1e4 and beyond in short form)."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 100, 1000, 10000, 100000]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v < 1e4 else f"1e{round(np.log10(v))}"))
+
+
+@figure
+def sharpness(groups: dict[float, Group], title: str) -> Figure:
+    """Q1.4 on the probe batch at each checkpoint, per rate (mean over the seeds): (a) the sharpness (largest Hessian
+    eigenvalue; log scale) with the stability limit 2 / lr dashed in the rate's colour, where it is on the scale;
+    (b) the probe loss; (c) the share of the last hidden layer's units silent on every probe image."""
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.95))
+    limits = []
+    for lr, runs in groups.items():
+        probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None]
+        if not probes:
+            continue
+        x = max((p["step"] for p in probes), key=len)
+        seeds(axes[0], [list(p["sharpness"]) for p in probes], color(lr), label(lr), x=x)
+        seeds(axes[1], [list(p["loss"]) for p in probes], color(lr), "_", x=x)
+        seeds(axes[2], [list(100 * p["dead"][:, -1]) for p in probes], color(lr), "_", x=x)
+        limits.append((lr, 2 / lr))
+    low, high = axes[0].get_ylim()
+    axes[0].set_yscale("log")
+    for lr, limit in limits:
+        if limit <= 3 * high:
+            axes[0].axhline(limit, color=color(lr), ls="--", lw=0.9)
+    for ax, name in zip(axes, ("(a) sharpness; dashed: 2 / lr", "(b) probe loss", "(c) silent units, last hidden (%)")):
+        ax.set_title(name)
+        _probe_axes(ax, next(iter(groups.values()))[0].steps_per_epoch)
+    axes[1].set_yscale("log")
+    _ticks(*axes)
+    _step_ticks(*axes)
+    fig.suptitle(title, fontsize=9)
+    handles, names = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, names, 0.1)
     return fig
 
 
-def probe(groups: dict[float, Group], demo: float, title: str) -> Figure:
-    """Q1.6 through the whole run, the probe batch (the same training images at every checkpoint), per rate (mean
-    over the seeds): (a) its loss; (b) its gradient's mean |g| (solid) and a single minibatch's (dashed); (c) at the
-    demo rate, per seed; (d) at the demo rate, per layer. Steps on a symmetric log scale (0 is the initial network)."""
-    fig, grid = plt.subplots(1, 4, figsize=(WIDTH, 1.9))
-    loss, size, each, layer = grid
-    for lr, runs in groups.items():
-        probed = [r for r in runs if r.gradients and "probe" in r.gradients]
-        if not probed:
-            continue
-        probes = [r.gradients["probe"] for r in probed]
-        steps = np.array(max((p["step"] for p in probes), key=len), float)  # the same checkpoints, some cut short
-        seeds(loss, [p["loss"] for p in probes], color(lr), label(lr), x=steps)
-        seeds(size, [p["abs_mean"] for p in probes], color(lr), "_", x=steps)
-        seeds(size, [p["minibatch_abs_mean"] for p in probes], color(lr), "_", "--", x=steps, band="none")
+@figure
+def first_steps(groups: dict[float, Group], demo: float) -> Figure:
+    """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
+    highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
+    (e) the norm ‖g‖ of every rate (log scale); (f) at the demo rate, each layer's sum over its entries divided by
+    the number of all parameters: the parts that add up to the mean."""
+    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.4))
+    panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
+    norm, layers = grid[1, 1], grid[1, 2]
+    for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):
+        stats = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+        seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
+        ax.axhline(0, color="black", lw=0.6, zorder=1)
+        twin = ax.twinx()
+        seeds(twin, [list(s["loss"]) for s in stats], "0.55", "_", band=False)
+        twin.grid(False)
+        twin.set_ylim(bottom=0)
+        ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
+        seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
         if lr == demo:
-            for p, run, style in zip(probes, probed, ("-", "--", ":", "-.")):
-                each.plot(p["step"], p["abs_mean"], style, color=color(lr), lw=1, label=f"seed {run.recipe.seed}")
-            for name in probes[0]["layers"]:
-                seeds(layer, [p["layers"][name] for p in probes], plt.cm.viridis(int(name) / (len(probes[0]["layers"]) + 1)),
-                      f"layer {name}", x=steps)
-    titles = ["(a) probe loss", "(b) mean |g|", f"(c) |g|, seeds, lr {demo:g}", f"(d) |g|, layers, lr {demo:g}"]
-    steps_per_epoch = next(iter(groups.values()))[0].steps_per_epoch
-    for ax, name in zip(grid.flat, titles):
-        ax.set_title(name)
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xlabel(f"step (1 epoch = {steps_per_epoch})")
-        ax.set_yscale("log" if ax is not each else "linear")  # the seeds span less than a factor of 3
-    _ticks(*grid.flat)
-    each.yaxis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=4))
-    each.yaxis.set_major_formatter(FuncFormatter(_number))
+            total = sum(runs[0].gradients["layer_sizes"])
+            for i in range(stats[0]["layers"].shape[1]):
+                seeds(layers, [list(s["layers"][:, i] / total) for s in stats],
+                      plt.cm.viridis(i / stats[0]["layers"].shape[1]), f"layer {i + 1}")
+            seeds(layers, [list(s["signed"]) for s in stats], "black", "all layers (the mean)", ":", band=False)
+        _ticks(ax, twin)
+    norm.set_yscale("log")
+    norm.set_title("(e) ‖g‖, every rate")
+    layers.set_title(f"({LETTERS[len(panels) + 1]}) lr {demo:g}: Σg of a layer / N")
+    layers.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8, handlelength=1.4)
+    _ticks(norm, layers)
     for ax in grid.flat:
-        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 100, 1000, 10000]))
-        ax.set_xlim(left=0)
-    each.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
-    layer.legend(loc="upper left", frameon=False, fontsize=8, handlelength=1.5)
-    fig.suptitle(title, fontsize=9)
-    handles, names = loss.get_legend_handles_labels()
-    kinds = [Line2D([], [], color="black", lw=1), Line2D([], [], color="black", lw=1, ls="--")]
-    _legend_below(fig, handles + kinds, names + ["probe batch", "(b) a minibatch"], 0.1)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(plt.FixedLocator([0, 25, 50, 75, 100]))
+    grid[0, 0].set_ylabel("mean of the gradients")
+    grid[1, 0].set_ylabel("mean of the gradients")
+    fig.suptitle("Q1.6: the mean of the gradients after loss.backward(), first 100 steps; grey, right axis: the loss",
+                 fontsize=9)
+    handles = [Line2D([], [], color=color(lr)) for lr in groups] + [Line2D([], [], color="0.55")]
+    _legend_below(fig, handles, [label(lr) for lr in groups] + ["minibatch loss (right axes)"], 0.06)
     return fig
 
 
+@figure
+def probe(groups: dict[float, Group], title: str) -> Figure:
+    """Q1.6 through the whole run, on the probe batch (the same training images at every checkpoint), per rate (mean
+    over the seeds): (a) the norm ‖g‖ of its gradient; (b) ‖g‖ against the sharpness at every checkpoint after step
+    0, each seed (log scales); (c) the mean of the gradient entries over the mean of their sizes, |mean g| / mean |g|."""
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.95))
+    for lr, runs in groups.items():
+        probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None]
+        if probes:
+            x = max((p["step"] for p in probes), key=len)
+            seeds(axes[0], [list(p["norm"]) for p in probes], color(lr), label(lr), x=x)
+            for p in probes:
+                axes[1].plot(p["sharpness"][1:], p["norm"][1:], ".", color=color(lr), ms=2.5)
+            seeds(axes[2], [list(np.abs(p["signed"]) / p["abs"]) for p in probes], color(lr), "_", x=x, band=False)
+    for ax, name in zip(axes, ("(a) ‖g‖", "(b) ‖g‖ against the sharpness", "(c) |mean g| / mean |g|")):
+        ax.set_title(name)
+        ax.set_yscale("log")
+    for ax in (axes[0], axes[2]):
+        _probe_axes(ax, next(iter(groups.values()))[0].steps_per_epoch)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("sharpness")
+    _ticks(*axes)
+    _step_ticks(axes[0], axes[2])
+    fig.suptitle(title, fontsize=9)
+    handles, names = axes[0].get_legend_handles_labels()
+    _legend_below(fig, handles, names, 0.1)
+    return fig
+
+
+@figure
 def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
-    """Q1.7 per network × scheme, mean over the seeds (band: min to max): validation accuracy (a) per epoch and (b)
-    against the training compute spent (TFLOP, log scale): the comparison at equal cost. The demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.3))
+    """Q1.7 per network × scheme, mean over the seeds (band: lowest to highest): validation accuracy (a) per epoch
+    and (b) against the training compute spent (TFLOP, log scale). The demo scheme dashed."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.1))
     for key, runs in groups.items():
-        network, scheme = key
-        style = "--" if scheme == "demo" else "-"
-        seeds(left, [[100 * a for a in r.validation_accuracy] for r in runs], color(network), label(key), style)
-        seeds(right, [[100 * a for a in r.validation_accuracy] for r in runs], color(network), "_", style,
+        style = {"demo": "--", "short": "-."}.get(key[1], "-")
+        seeds(left, [[100 * a for a in r.validation_accuracy] for r in runs], color(key), label(key), style)
+        seeds(right, [[100 * a for a in r.validation_accuracy] for r in runs], color(key), "_", style,
               x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
     for ax in (left, right):
         ax.axhline(100 * target, color="black", lw=0.8, ls=":")
@@ -281,7 +349,7 @@ def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     right.set_xlabel("training compute (TFLOP, log scale)")
     right.set_xscale("log")
     left.set_title(f"(a) per epoch; dotted: {100 * target:g} %")
-    right.set_title("(b) at equal compute")
+    right.set_title("(b) against the compute spent")
     _ticks(left, right)
     fig.suptitle(title, fontsize=9)
     handles, names = left.get_legend_handles_labels()

@@ -1,7 +1,7 @@
 """Runs side by side: a ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (one CPU thread each) that
 report on a queue, so that a cell can say which run a dead worker held, stop a worker that has gone silent, keep
-every run that finished, and end all its workers when interrupted (twice, too). Only public APIs are used: the
-workers' process ids come from their own reports, and psutil ends them.
+every run that finished, and end all its workers when interrupted (twice, too). Only public APIs are used: psutil
+finds the workers among this process's children and ends them.
 """
 from __future__ import annotations
 
@@ -21,15 +21,12 @@ import psutil
 from . import workers
 from .sourcecode import PACKAGE
 
-# A worker's first code: import helpers from this project (saying so, with the path, when it cannot), then start.
+# A worker's first code: import helpers from this project (where it cannot, `death` asks a fresh process why), then
+# start. Spawned workers start with this process's sys.path, where "" is the folder torch was first imported in.
 BOOT = """
-import os, sys
+import sys
 sys.path.insert(0, path)
-try:
-    from helpers import workers
-except BaseException as error:
-    events.put(("failed", os.getpid(), f"a worker could not import helpers from {path} ({type(error).__name__}: {error})"))
-    raise SystemExit(1)
+from helpers import workers
 workers.start(events)
 """
 
@@ -45,7 +42,6 @@ class Reports:
     ready: set[int] = field(default_factory=set)
     running: dict[int, str] = field(default_factory=dict)
     heard: dict[int, float] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
 
     def read(self, events: Any, on_epoch: Callable[[], None]) -> None:
         """Take every report waiting on the queue."""
@@ -59,8 +55,6 @@ class Reports:
                 self.ready.add(pid)
             elif kind == "start":
                 self.running[pid] = name
-            elif kind == "failed":
-                self.failed.append(name)
             else:
                 on_epoch()
 
@@ -73,9 +67,6 @@ def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None],
     """Run `function(*job)` for every job on `count` spawned workers, calling `save(name, result)` as each
     finishes. A worker that dies, or whose run sends nothing for `silence[name]` seconds, stops the call with one
     line naming its run, after every finished result is saved."""
-    _check_main()
-    if str(PACKAGE.parent) not in sys.path:  # spawned workers start with this process's sys.path
-        sys.path.insert(0, str(PACKAGE.parent))
     context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
     events = context.Queue()
     started = time.time()
@@ -125,24 +116,21 @@ def collect(done: set[Future], futures: dict[Future, str], save: Callable[[str, 
 
 def death(futures: dict[Future, str], reports: Reports) -> str:
     """One line: which run's worker ended, and the likely cause."""
-    if reports.failed:
-        return reports.failed[0]
-    if not reports.ready and (error := import_error()):
+    if not reports.ready and (error := import_error()):  # in the main module (a script's) or in `BOOT`
         return f"a worker could not import helpers from {PACKAGE.parent} ({error})"
-    if not reports.ready:
+    if not reports.ready:  # the workers died before their first report: importing the main module failed
         main = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main and not Path(main).is_file():
+            return (f"the worker processes import this program's main module, but it is {main!r}, not a file: save "
+                    f"the script to a file and run it as `python FILE.py`, or set A3_WORKERS=0 to train in this process")
         return ("the worker processes ended while starting, before any run: each first imports this program's main "
                 f"module{f' ({Path(main).name})' if main else ''}; if it trains when imported, put that code under "
                 "`if __name__ == \"__main__\":` (the workers' error is printed above)")
-    running = sorted(set(reports.running.values()))
-    if len(running) == 1:
-        cause = f"run {running[0]}: its worker process ended abruptly"
-    elif running:  # the pool ends every worker once one has died: which one died first, it does not say
-        cause = f"a worker process ended abruptly while training one of {', '.join(running)}"
-    else:
-        cause = ("a worker process ended abruptly before it said which of "
-                 + ", ".join(name for future, name in futures.items() if not future.done() or future.exception())
-                 + " it had taken")
+    # the pool ends every worker once one has died: which one died first, it does not say
+    running = sorted(set(reports.running.values())) or [name for future, name in futures.items()
+                                                         if not future.done() or future.exception()]
+    cause = (f"run {running[0]}: its worker process ended abruptly" if len(running) == 1 else
+             f"a worker process ended abruptly while training one of {', '.join(running)}")
     return (cause + " (killed by the system, most likely out of memory, or crashed); the runs that had finished are "
             "kept, run the cell again to train the rest")
 
@@ -153,16 +141,6 @@ def import_error() -> str | None:
                            "import helpers.workers"], capture_output=True, text=True, timeout=300)
     lines = done.stderr.strip().splitlines()
     return (lines[-1] if lines else f"exit code {done.returncode}") if done.returncode else None
-
-
-def _check_main() -> None:
-    """Spawned workers first import this program's main module: stop early, in one line, where they cannot."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if getattr(main, "__spec__", None) is None and path and not Path(path).is_file():
-        raise RuntimeError(f"the worker processes would import this program's main module, but it is {path!r}, "
-                           f"not a file: save the script to a file and run it as `python FILE.py`, or set "
-                           f"A3_WORKERS=0 to train in this process")
 
 
 def spawned_since(started: float) -> list[psutil.Process]:

@@ -1,7 +1,7 @@
-"""Numbers read from Histories: how a run ended, a setting over its seeds, and the one rule for "different":
-p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the same runs; where a table
-compares several settings with one reference, the p-values are Holm-adjusted for the family. A run *learned* when
-it ends with at least LEARNED accuracy."""
+"""Numbers read from Histories: how a run ended, a setting over its seeds, Q1.6's gradient statistics, and the one
+rule for "different": p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the
+same runs, the one-sample t-test for a slope; where a table makes several tests, the p-values are Holm-adjusted
+over the table. A run *learned* when it ends with at least LEARNED accuracy."""
 from __future__ import annotations
 
 import math
@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from .data import CLASS_NAMES
+from .gradients import SUMS
 from .training import History, first_reaching
 
 LEARNED = 0.5
@@ -55,6 +56,7 @@ def values(runs: Group, value: str | Callable[[History], float | None] = "test_a
 
 
 def finite(xs: list[float | None]) -> list[float]:
+    """The values that are numbers (not None, not NaN)."""
     return [x for x in xs if x is not None and math.isfinite(x)]
 
 
@@ -71,14 +73,15 @@ def std(xs: list[float | None]) -> float | None:
 
 @dataclass
 class Difference:
-    """a − b: the difference of the means, the half-width of its 95 % confidence interval, and the p-value."""
+    """A difference (of means, or a mean change), the half-width of its 95 % confidence interval, and the p-value."""
 
     difference: float | None
     ci: float | None
     p: float | None
 
     @property
-    def real(self) -> bool:
+    def significant(self) -> bool:
+        """p < ALPHA: the report's rule for "differ"."""
         return self.p is not None and self.p < ALPHA
 
 
@@ -94,7 +97,7 @@ def _tested(test: Callable[[], Any], difference: float) -> Difference:
 
 
 def compare(a: list[float | None], b: list[float | None]) -> Difference:
-    """Two settings' seeds: Welch's t-test (nothing to test with fewer than two finite seeds a side)."""
+    """Two settings' seeds, a − b: Welch's t-test (nothing to test with fewer than two finite seeds a side)."""
     x, y = finite(a), finite(b)
     if len(x) < 2 or len(y) < 2:
         return Difference(mean(x) - mean(y) if x and y else None, None, None)
@@ -109,6 +112,26 @@ def paired(after: list[float | None], before: list[float | None]) -> Difference:
     return _tested(lambda: stats.ttest_rel(*zip(*pairs)), statistics.fmean(a - b for a, b in pairs))
 
 
+def change(xs: list[float | None]) -> Difference:
+    """The mean of per-seed changes against 0: the one-sample t-test."""
+    kept = finite(xs)
+    if len(kept) < 2:
+        return Difference(kept[0] if kept else None, None, None)
+    return _tested(lambda: stats.ttest_1samp(kept, 0.0), statistics.fmean(kept))
+
+
+def holm(ps: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (None stays None): the family's error rate stays
+    below ALPHA however many tests a table makes."""
+    known = sorted((p, i) for i, p in enumerate(ps) if p is not None)
+    adjusted: list[float | None] = [None] * len(ps)
+    running = 0.0
+    for rank, (p, i) in enumerate(known):
+        running = max(running, min(1.0, (len(known) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
 def ci95(xs: list[float]) -> float:
     """Half-width of the 95 % confidence interval of the mean (Student's t); 0 for fewer than two values."""
     kept = finite(xs)
@@ -121,6 +144,25 @@ def epochs_reaching(runs: Group, target: float, series: str) -> list[int | None]
     return [first_reaching(getattr(run, series), target) for run in runs]
 
 
+def best_epoch(run: History, series: str = "validation_accuracy", lowest: bool = False) -> int | None:
+    """The first epoch (from 1) of the highest (or lowest) value of a per-epoch series; None: no finite value."""
+    kept = [(v, i) for i, v in enumerate(getattr(run, series)) if v is not None and math.isfinite(v)]
+    if not kept:
+        return None
+    sign = -1 if lowest else 1
+    return max(kept, key=lambda vi: (sign * vi[0], -vi[1]))[1] + 1
+
+
+def selection_score(run: History) -> tuple[float, float]:
+    """What every choice is made on: the validation accuracy, averaged over the last 3 epochs under a constant rate
+    (SGD noise moves it by points from one epoch to the next) or the last epoch of an annealed schedule; then the
+    validation loss, lower first. A diverged run scores 0 and infinity."""
+    last = 3 if run.recipe.schedule == "constant" else 1
+    if run.diverged or not run.validation_accuracy:
+        return 0.0, -math.inf
+    return statistics.fmean(run.validation_accuracy[-last:]), -statistics.fmean(run.validation_loss[-last:])
+
+
 def seconds_per_epoch(runs: Group) -> float:
     """Median training seconds per epoch over all epochs of the runs."""
     return statistics.median(s for run in runs for s in run.seconds)
@@ -131,59 +173,49 @@ def distinct_predictions(run: History) -> int | None:
     return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else None
 
 
-def holm(ps: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a family of p-values (None stays None): the family's error rate stays
-    below ALPHA however many settings are compared with one reference."""
-    known = sorted((p, i) for i, p in enumerate(ps) if p is not None)
-    adjusted: list[float | None] = [None] * len(ps)
-    running = 0.0
-    for rank, (p, i) in enumerate(known):
-        running = max(running, min(1.0, (len(known) - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def best(run: History, series: str = "test_accuracy") -> float | None:
-    """The highest value of a per-epoch series (None: none)."""
-    return max(getattr(run, series), default=None)
-
-
-def at_best_validation(run: History) -> float | None:
-    """The test accuracy at the epoch whose validation accuracy is highest (the first such epoch): chosen on
-    validation, so an unbiased test figure."""
-    if not run.validation_accuracy:
-        return None
-    return run.test_accuracy[max(range(len(run.validation_accuracy)), key=run.validation_accuracy.__getitem__)]
-
-
-def lowest_loss_epoch(run: History) -> int | None:
-    """The epoch (from 1) of the lowest test loss, if every epoch's loss is finite (None: a run that diverged)."""
-    losses = run.test_loss
-    if not losses or not all(math.isfinite(x) for x in losses):
-        return None
-    return min(range(len(losses)), key=losses.__getitem__) + 1
-
-
-def at_compute(run: History, tflop: float) -> float | None:
-    """The validation accuracy after `tflop` TFLOP of training, interpolated linearly between the epochs around it
-    (None beyond the run, or before its first epoch)."""
-    spent = training_tflop(run)
-    if not spent or not spent[0] <= tflop <= spent[-1] * (1 + 1e-9):
-        return None
-    return float(np.interp(tflop, spent, run.validation_accuracy))
-
-
 def per_class(runs: Group) -> dict[str, float]:
     """Test accuracy per class (the share of each class's images predicted right), mean over the runs."""
     rows = [[row[c] / sum(row) for c, row in enumerate(run.confusion)] for run in runs if run.confusion]
     return {name: statistics.fmean(r[c] for r in rows) for c, name in enumerate(CLASS_NAMES)}
 
 
-def images_seen(run: History) -> list[int]:
-    """After each epoch: the training images the run has processed so far."""
-    return [run.data_sizes["train"] * (e + 1) for e in range(run.epochs)]
-
-
 def training_tflop(run: History) -> list[float]:
     """After each epoch: the training compute spent so far (forward and backward passes), in TFLOP."""
-    return [n * run.flops_per_image / 1e12 for n in images_seen(run)]
+    return [run.data_sizes["train"] * (e + 1) * run.flops_per_image / 1e12 for e in range(run.epochs)]
+
+
+# --- Q1.6: the gradient, from the per-layer sums a run recorded (gradients.SUMS) ----------------------------------
+
+def gradient_stats(record: dict[str, Any], sizes: list[int]) -> dict[str, np.ndarray]:
+    """From per-layer sums (one row per step or checkpoint, a column per layer): the mean of all gradient entries
+    ('signed'), the mean of their absolute values ('abs'), the Euclidean norm ('norm'), and each layer's sum over
+    all entries ('layers', that layer's share of the signed mean times the parameter count)."""
+    total = sum(sizes)
+    signed, absolute, square = (np.array(record[name], float) for name in SUMS)
+    if signed.size == 0:
+        return {"signed": np.zeros(0), "abs": np.zeros(0), "norm": np.zeros(0), "layers": np.zeros((0, len(sizes)))}
+    return {"signed": signed.sum(1) / total, "abs": absolute.sum(1) / total, "norm": np.sqrt(square.sum(1)),
+            "layers": signed}
+
+
+def first_steps(run: History) -> dict[str, np.ndarray]:
+    """gradient_stats of the run's recorded first steps, with the minibatch loss of each ('loss')."""
+    record = run.gradients
+    found = gradient_stats(record["steps"], record["layer_sizes"])
+    return {**found, "loss": np.array(run.step_loss[:len(found["signed"])], float)}
+
+
+def probe_stats(run: History) -> dict[str, np.ndarray] | None:
+    """gradient_stats of the probe batch at each checkpoint, with its 'step', 'loss', 'sharpness' and 'dead' (per ReLU
+    layer, the share of units silent on every probe image); None for a run without a probe."""
+    probe = (run.gradients or {}).get("probe")
+    if not probe:
+        return None
+    return {**gradient_stats(probe, run.gradients["layer_sizes"]),
+            **{k: np.array(probe[k], float) for k in ("step", "loss", "sharpness", "dead")}}
+
+
+def slope(series: np.ndarray) -> float:
+    """The least-squares change of a series from its first to its last point (slope × (length − 1))."""
+    steps = np.arange(len(series))
+    return float(np.polyfit(steps, series, 1)[0] * (len(series) - 1))

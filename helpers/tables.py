@@ -5,34 +5,28 @@ differences are fractions, shown in percent and points."""
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import report
 from .data import CLASS_NAMES
-from .gradients import FIRST_STEPS
-WINDOW = 10
 from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
-           "validation": "Validation (%)", "train": "Train acc. (%)", "diff": "Δ (points, 95 % CI)", "p": "p",
-           "runs": "Runs", "classes": "Classes predicted", "dead_1": "Dead units, layer 1", "dead_2": "Dead units, layer 2",
-           "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch", "seeds": "Seeds",
+           "validation": "Validation (%)", "diff": "Δ (points, 95 % CI)", "p": "p (Holm)", "runs": "Runs",
+           "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch", "seeds": "Seeds",
            "network": "Network", "change": "Change (the rest fixed)", "search": "Search", "class": "Class",
-           "test_epoch": "Test ≥ 90 % at", "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
-           "best_test": "Best test (%)", "best_validation": "Best validation (%)", "selection": "Selection seed (%)",
-           "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
-           "test_at_best_validation": "Test at best validation (%)", "lowest_loss_epoch": "Min. test loss at",
-           "loss_rise": "Test loss rise",
-           "mlp": "Best MLP (%)", "cnn": "CNN (%)", "layer": "Layer", "chosen": "Chosen"}
-PERCENT = ("accuracy", "validation", "train", "diff", "best_test", "best_validation", "test_at_best_validation",
-           "selection", "quickstart",
-           "notebook", "mlp", "cnn")
+           "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
+           "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
+           "mlp": "Best MLP (%)", "cnn": "CNN (%)", "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
+           "chosen": "Chosen", "epochs": "Epochs", "tflop": "Training TFLOP"}
+PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook", "mlp", "cnn",
+           "after_10", "at_epoch", "train_10", "test_10", "train_end", "test_end", "gain", "score", "silent")
 
 
-def _frame(rows: list[dict[str, Any]], index: str | list[str], **headers: str) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], index: str, **headers: str) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index(index)
     table.attrs["headers"] = headers
     return table
@@ -45,11 +39,19 @@ def _summary(runs: Group, series: str = "test_accuracy", prefix: str = "accuracy
             **({f"{prefix}_note": report.outcomes(runs)} if None in xs else {})}
 
 
-def _differences(pairs: dict[Any, tuple[Group, Group]]) -> dict[Any, dict[str, Any]]:
+def _holm(rows: list[dict[str, Any]], *columns: str) -> None:
+    """Replace the p-values in `columns` of every row by their Holm adjustment over the whole table."""
+    cells = [(row, c) for row in rows for c in columns if c in row]
+    for (row, c), p in zip(cells, report.holm([row[c] for row, c in cells])):
+        row[c] = p
+
+
+def _differences(pairs: dict[Any, tuple[Group, Group]], series: str = "test_accuracy") -> dict[Any, dict[str, Any]]:
     """a − b for each pair (Welch), with Holm-adjusted p-values over the family."""
-    found = {key: compare(values(a), values(b)) for key, (a, b) in pairs.items()}
-    adjusted = report.holm([d.p for d in found.values()])
-    return {key: {"diff": d.difference, "diff_ci": d.ci, "p": p} for (key, d), p in zip(found.items(), adjusted)}
+    found = {key: compare(values(a, series), values(b, series)) for key, (a, b) in pairs.items()}
+    rows = [{"diff": d.difference, "diff_ci": d.ci, "p": d.p} for d in found.values()]
+    _holm(rows, "p")
+    return dict(zip(found, rows))
 
 
 def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
@@ -57,70 +59,70 @@ def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
     return _frame([{"lr": lr, **_summary(runs)} for lr, runs in groups.items()], "lr")
 
 
-def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.DataFrame:
-    """Q1.2: the quickstart's loop unchanged (all 60,000 images in their stored order) beside this notebook's
-    (55,000 images, reshuffled every epoch): test accuracy after the same epochs, and the difference."""
-    differences = _differences({lr: (loop[lr], notebook[lr]) for lr in loop})
-    return _frame([{"lr": lr, **_summary(loop[lr], prefix="quickstart"), **_summary(notebook[lr], prefix="notebook"),
-                    **differences[lr]} for lr in loop], "lr", diff="Δ quickstart − notebook (points, 95 % CI)",
-                  p="p (Holm)")
-
-
-def final_models(groups: dict[float, Group]) -> pd.DataFrame:
-    """Per rate, the model each seed ended with: how the runs ended, the epoch of its lowest test loss and how much
-    higher the loss is at the end, the classes it predicts on the test set, and the hidden units that never fire
-    on a test image (per layer)."""
-    rows = []
-    for lr, runs in groups.items():
-        layers = next((list(r.dead_units) for r in runs if r.dead_units), [])
-        lowest = [report.lowest_loss_epoch(r) for r in runs]
-        rows.append({"lr": lr, "runs": report.outcomes(runs), "lowest_loss_epoch": lowest,
-                     "loss_rise": [r.test_loss[-1] - r.test_loss[e - 1] if e else None for r, e in zip(runs, lowest)],
-                     "classes": [report.distinct_predictions(r) for r in runs],
-                     **{f"dead_{i}": [r.dead_units[layer][0] if r.dead_units else None for r in runs]
-                        for i, layer in enumerate(layers, start=1)}})
-    return _frame(rows, "lr")
+def _crossing(run: Any, target: float) -> tuple[int | str, float]:
+    """Q1.3 for one run: the first epoch whose validation accuracy reached `target` and the test accuracy then;
+    where it never did, '> N' and the test accuracy after its last epoch N."""
+    epoch = report.first_reaching(run.validation_accuracy, target)
+    if epoch:
+        return epoch, run.test_accuracy[epoch - 1]
+    return (f"diverged at step {run.diverged_step}" if run.diverged else f"> {run.epochs}"), report.final(run)
 
 
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
-    """Q1.3, the assignment's table: Lr | Accuracy | Epoch, read off each run's test-accuracy curve (the accuracy
-    the demo prints; a measurement: nothing is chosen on it). Epoch: the first epoch whose test accuracy reached
-    `target` (median over the seeds that did); Accuracy: the test accuracy then. Where no seed reached it: '> N'
-    (the epochs run) and the test accuracy at each run's epoch of best validation accuracy (chosen on validation)."""
+    """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose validation accuracy
+    reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch (or after
+    epoch N), mean over the seeds. Rank: fewest seeds short of the target, then the earliest mean epoch, then
+    the highest accuracy."""
     rows = []
     for lr, runs in groups.items():
-        hits = [(run, e) for run, e in zip(runs, report.epochs_reaching(runs, target, "test_accuracy")) if e]
-        if hits:
-            rows.append({"lr": lr, "accuracy": mean([run.test_accuracy[e - 1] for run, e in hits]),
-                         "epoch": float(statistics.median(e for _, e in hits)),
-                         "epoch_note": f"{len(hits)} of {len(runs)} seeds" if len(hits) < len(runs) else ""})
-        else:
-            chosen = [report.at_best_validation(run) for run in runs]
-            rows.append({"lr": lr, "accuracy": mean(chosen), "accuracy_std": std(chosen),
-                         "accuracy_note": "best validation epoch", "epoch": None,
-                         "epoch_note": f"> {max(run.epochs for run in runs)}"})
-    return _frame(rows, "lr")
+        found = [_crossing(run, target) for run in runs]
+        crossed = [e for e, _ in found if isinstance(e, int)]
+        tests = [a for _, a in found]
+        rows.append({"lr": lr, "accuracy": mean(tests), "accuracy_std": std(tests), "epoch": [e for e, _ in found],
+                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(mean(tests) or 0))})
+    for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
+        row["rank"] = rank
+    return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
-    """Q1.3 per seed: the first epoch each accuracy (test, validation, train) reached `target`, the best test and
-    validation accuracy of each run, and its test accuracy at the epoch of its best validation accuracy (the epoch
-    chosen on validation)."""
+    """Q1.3 per seed: the first epoch each accuracy (validation, train, test) reached `target`, and the best
+    validation accuracy with its epoch."""
     return _frame([{"lr": lr, **{f"{split}_epoch": report.epochs_reaching(runs, target, f"{split}_accuracy")
-                                 for split in ("test", "validation", "train")},
-                    "best_test": [report.best(r) for r in runs],
-                    "best_validation": [report.best(r, "validation_accuracy") for r in runs],
-                    "test_at_best_validation": [report.at_best_validation(r) for r in runs]}
-                   for lr, runs in groups.items()], "lr")
+                                 for split in ("validation", "train", "test")},
+                    "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
+                    "best_epoch": [report.best_epoch(r) for r in runs]} for lr, runs in groups.items()], "lr")
+
+
+def two_tables(after: dict[float, Group], groups: dict[float, Group], target: float) -> pd.DataFrame:
+    """Q1.4, the tables of Q1.2 and Q1.3 side by side per rate, with what the epochs after the last of `after` bought
+    (Q1.3's test accuracy − Q1.2's, paired by seed), the epoch of the lowest validation loss (per seed: where
+    overfitting starts), and the peak sharpness against the stability limit 2 / lr (mean over the seeds)."""
+    asked = epochs_to_target(groups, target)
+    start = next(iter(after.values()))[0].recipe.epochs  # not .epochs: a run may have diverged before
+    rows = []
+    for lr, runs in groups.items():
+        later = report.paired([_crossing(r, target)[1] for r in runs],
+                              [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs])
+        probes = [report.probe_stats(r) for r in runs]
+        rows.append({"lr": lr, **_summary(after[lr], prefix="after_10"),
+                     "at_epoch": asked.loc[lr, "accuracy"], "at_epoch_std": asked.loc[lr, "accuracy_std"],
+                     "epoch": asked.loc[lr, "epoch"], "gain": later.difference, "gain_ci": later.ci,
+                     "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
+                     "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
+                     "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
+    return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3 (%)", epoch="Q1.3: epoch",
+                  gain="Q1.3 − Q1.2 (points)", lowest_loss="Lowest val. loss at", edge="Peak sharpness × lr / 2",
+                  silent="Silent units, end (%)")
 
 
 def learning_rates(groups: dict[float, Group], reference: float) -> pd.DataFrame:
-    """Q1.4 per rate: validation and test accuracy, and the test accuracy's difference to the `reference` rate (chosen
-    on the selection seeds), Holm-adjusted over the rates."""
+    """Q1.4 per rate after 10 epochs: validation and test accuracy, and the test accuracy's difference to the
+    `reference` rate (chosen on the selection seed), Holm-adjusted over the rates."""
     differences = _differences({lr: (runs, groups[reference]) for lr, runs in groups.items() if lr != reference})
     return _frame([{"lr": lr, **_summary(runs, "validation_accuracy", "validation"), **_summary(runs),
                     **differences.get(lr, {}), "runs": report.outcomes(runs)} for lr, runs in groups.items()], "lr",
-                  diff=f"Δ vs lr {reference:g} (points, 95 % CI)", p="p (Holm)")
+                  diff=f"Δ vs lr {reference:g} (points, 95 % CI)")
 
 
 def structures(groups: dict[str, Group]) -> pd.DataFrame:
@@ -129,107 +131,107 @@ def structures(groups: dict[str, Group]) -> pd.DataFrame:
                    for name, runs in groups.items()], "structure")
 
 
-def structure_costs(groups: dict[str, Group], base: str = "base") -> pd.DataFrame:
-    """Q1.5 per structure: its rate (chosen on the selection seeds), train accuracy, multiply-adds per image, seconds
-    per epoch (one thread each), and the difference to the base network (Holm over the structures)."""
-    differences = _differences({name: (runs, groups[base]) for name, runs in groups.items() if name != base})
-    return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(runs, "train_accuracy", "train"),
-                    "multiply_adds": runs[0].multiply_adds, "s_per_epoch": report.seconds_per_epoch(runs),
-                    **differences.get(name, {})} for name, runs in groups.items()],
-                  "structure", diff=f"Δ vs {base} (points, 95 % CI)", p="p (Holm)")
-
-
-def search(searches: dict[str, Any]) -> pd.DataFrame:
-    """Learning-rate searches (experiments.Search), a row per search: the rates tried, the validation accuracy of the
-    selection seed at each, and the rate chosen."""
-    return _frame([{"search": name, "lr": list(found.runs), "validation": [mean(values(runs, "validation_accuracy"))
-                                                                            for runs in found.runs.values()],
-                    "chosen": found.chosen} for name, found in searches.items()], "search",
-                  lr="Rates tried", validation="Validation, selection seed (%)")
+def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base") -> pd.DataFrame:
+    """Q1.5, capacity against budget: per structure, its rate; train and test accuracy after the short budget; and
+    within the long one, at the epoch of best validation accuracy (per seed), train and test accuracy and the test
+    accuracy's difference to the base network (Holm)."""
+    def at_best(runs: Group, series: str) -> list[float | None]:
+        return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
+    found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
+    tested = {name: compare(found[name]["test"], found[base]["test"]) for name in long if name != base}
+    rows = [{"diff": d.difference, "diff_ci": d.ci, "p": d.p} for d in tested.values()]
+    _holm(rows, "p")
+    n, m = short[base][0].epochs, long[base][0].epochs
+    return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
+                    **_summary(short[name], prefix="test_10"), "epoch": [report.best_epoch(r) for r in runs],
+                    "train_end": mean(found[name]["train"]), "train_end_std": std(found[name]["train"]),
+                    "test_end": mean(found[name]["test"]), "test_end_std": std(found[name]["test"]),
+                    **dict(zip(tested, rows)).get(name, {})} for name, runs in long.items()], "structure",
+                  train_10=f"Train, {n} ep. (%)", test_10=f"Test, {n} ep. (%)", epoch=f"Best val. within {m}",
+                  train_end="Train there (%)", test_end="Test there (%)", diff=f"Δ test there vs {base}")
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 per rate, over the first 100 minibatches, both readings (signed mean, mean |g|), mean over the seeds:
-    the mean over steps 1–10 and the change to steps 91–100, paired by seed; the p-values Holm-adjusted over every
-    test in the table."""
+    """Q1.6 per rate over the first 100 steps, the statistic fixed in advance: per seed, the least-squares change
+    from step 1 to 100 of the signed mean of the gradients, of their norm ‖g‖ and of the loss, tested against 0
+    over the seeds; p Holm-adjusted over the table. The signed mean and ‖g‖ at step 1: means over the seeds."""
     rows = []
     for lr, runs in groups.items():
-        traced = [r for r in runs if r.gradients and len(r.gradients["steps"]["abs_mean"]) >= FIRST_STEPS]
-        row: dict[str, Any] = {"lr": lr, "seeds": len(traced)}
-        for reading, short in (("signed_mean", "signed"), ("abs_mean", "abs")):
-            early, late = ([mean(r.gradients["steps"][reading][a:b]) for r in traced]
-                           for a, b in ((0, WINDOW), (FIRST_STEPS - WINDOW, FIRST_STEPS)))
-            change = report.paired(late, early)
-            row |= {f"{short}_early": mean(early), f"{short}_change": change.difference,
-                    f"{short}_change_ci": change.ci, f"{short}_p": change.p}
+        traced = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+        row: dict[str, Any] = {"lr": lr}
+        for name in ("signed", "norm", "loss"):
+            found = report.change([report.slope(t[name]) for t in traced])
+            row |= {f"{name}_start": mean([float(t[name][0]) for t in traced]), f"{name}_change": found.difference,
+                    f"{name}_change_ci": found.ci, f"{name}_p": found.p}
         rows.append(row)
-    tests = [(row, f"{short}_p") for row in rows for short in ("signed", "abs")]  # one family: every test shown
-    for (row, column), adjusted in zip(tests, report.holm([row[column] for row, column in tests])):
-        row[column] = adjusted
-    early, late = f"1–{WINDOW}", f"Δ to {FIRST_STEPS - WINDOW + 1}–{FIRST_STEPS}"
-    return _frame(rows, "lr", **{f"{short}_{k}": f"{name} {w}" for short, name in (("signed", "signed"), ("abs", "|g|"))
-                                 for k, w in (("early", early), ("change", late), ("p", "p (Holm)"))})
+    _holm(rows, "signed_p", "norm_p", "loss_p")
+    return _frame([{k: v for k, v in row.items() if k not in ("loss_start", "norm_start")} for row in rows], "lr",
+                  signed_start="Mean g, step 1", signed_change="Mean g: Δ 1→100", signed_p="p (mean g)",
+                  norm_start="‖g‖, step 1", norm_change="‖g‖: Δ 1→100", norm_p="p (‖g‖)",
+                  loss_change="Loss: Δ 1→100", loss_p="p (loss)")
+
+
+def layer_sums(runs: Group) -> pd.DataFrame:
+    """Q1.6 per layer, over the recorded first steps of `runs` (mean over steps and seeds): how much of the layer's
+    gradient cancels in its sum (|Σg| / Σ|g|), and its sum's size over all parameters (|Σg| / N): what it adds to
+    the mean of the gradients. The last row: all layers together."""
+    stats = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+    sizes = runs[0].gradients["layer_sizes"]
+    absolute = [np.array(r.gradients["steps"]["abs"], float) for r in runs if r.gradients["steps"]["sum"]]
+    total = sum(sizes)
+    rows = []
+    for i, size in enumerate([*sizes, total]):
+        signed = [np.abs(s["layers"][:, i] if i < len(sizes) else s["layers"].sum(1)) for s in stats]
+        sizes_ = [a[:, i] if i < len(sizes) else a.sum(1) for a in absolute]
+        rows.append({"layer": str(i + 1) if i < len(sizes) else "all", "params": size,
+                     "cancel": float(np.mean([np.mean(s / a) for s, a in zip(signed, sizes_)])),
+                     "share": float(np.mean([np.mean(s) for s in signed])) / total})
+    return _frame(rows, "layer", cancel="|Σg| / Σ|g|", share="|Σg| / N (all parameters)")
 
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 per rate, the probe batch's gradient through the run (mean over the seeds): its mean |g| at the start,
-    at its peak (and the epoch of the peak), at the end; the minibatch |g| at the end; the signed mean at the start
-    and the end; the probe loss at the end."""
+    """Q1.6 through the whole run, on the probe batch, per rate (mean over the seeds): ‖g‖ at step 0 and after the
+    last step, the loss and the sharpness then, and per seed the correlation of log ‖g‖ with log sharpness over the
+    checkpoints after step 0."""
     rows = []
     for lr, runs in groups.items():
-        probes = [r.gradients["probe"] for r in runs if r.gradients and "probe" in r.gradients and not r.diverged]
-        if not probes:
-            continue
-        per_epoch = runs[0].steps_per_epoch
-        peaks = [max(range(len(p["abs_mean"])), key=p["abs_mean"].__getitem__) for p in probes]
-        rows.append({"lr": lr, "abs_start": mean([p["abs_mean"][0] for p in probes]),
-                     "abs_peak": mean([p["abs_mean"][i] for p, i in zip(probes, peaks)]),
-                     "peak_epoch": [round(p["step"][i] / per_epoch, 2) for p, i in zip(probes, peaks)],
-                     "abs_end": mean([p["abs_mean"][-1] for p in probes]),
-                     "minibatch_end": mean([p["minibatch_abs_mean"][-1] for p in probes]),
-                     "signed_start": mean([p["signed_mean"][0] for p in probes]),
-                     "signed_end": mean([p["signed_mean"][-1] for p in probes]),
-                     "loss_end": mean([p["loss"][-1] for p in probes])})
-    return _frame(rows, "lr", abs_start="|g| at step 0", abs_peak="|g| at its peak", peak_epoch="Peak at epoch",
-                  abs_end="|g| at the end", minibatch_end="Minibatch |g| at the end", signed_start="signed at step 0",
-                  signed_end="signed at the end", loss_end="Probe loss at the end")
+        probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None and len(p["step"]) > 2]
+        rows.append({"lr": lr, "norm_start": mean([float(p["norm"][0]) for p in probes]),
+                     "norm_end": mean([float(p["norm"][-1]) for p in probes]),
+                     "norm_end_std": std([float(p["norm"][-1]) for p in probes]),
+                     "loss_end": mean([float(p["loss"][-1]) for p in probes]),
+                     "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
+                     "corr": [float(np.corrcoef(np.log(p["sharpness"][1:]), np.log(p["norm"][1:]))[0, 1])
+                              for p in probes]})
+    return _frame(rows, "lr", norm_start="‖g‖, step 0", norm_end="‖g‖, last step", loss_end="Loss, last step",
+                  sharp_end="Sharpness, last step", corr="Corr. of log ‖g‖, log sharpness")
 
 
-def probe_layers(runs: Group) -> pd.DataFrame:
-    """Q1.6 per layer of the runs (one rate), the probe's mean |g| at step 0, at the layer's peak and at the end,
-    mean over the seeds; the layer's share of the parameters."""
-    probes = [r.gradients["probe"] for r in runs if r.gradients and "probe" in r.gradients]
-    per_epoch = runs[0].steps_per_epoch
-    rows = []
-    for layer, size in probes[0]["layer_sizes"].items():
-        series = [p["layers"][layer] for p in probes]
-        peaks = [max(range(len(s)), key=s.__getitem__) for s in series]
-        rows.append({"layer": int(layer), "params": size, "abs_start": mean([s[0] for s in series]),
-                     "abs_peak": mean([s[i] for s, i in zip(series, peaks)]),
-                     "peak_epoch": [round(probes[0]["step"][i] / per_epoch, 2) for i in peaks],
-                     "abs_end": mean([s[-1] for s in series])})
-    return _frame(rows, "layer", abs_start="|g| at step 0", abs_peak="|g| at its peak", peak_epoch="Peak at epoch",
-                  abs_end="|g| at the end")
-
-
-def networks(groups: dict[str, Group], target: float, budget: float) -> pd.DataFrame:
-    """Q1.7, each network as trained: rate, test accuracy, parameters, multiply-adds, the first epoch validation
-    accuracy reached `target` (per seed), the validation accuracy once `budget` TFLOP of training are spent (equal
-    compute: interpolated linearly between the two epochs around the budget), seconds per epoch."""
-    at_budget = {name: values(runs, lambda run: report.at_compute(run, budget)) for name, runs in groups.items()}
-    return _frame([{"network": name, "lr": runs[0].recipe.lr, **_summary(runs), "params": runs[0].parameters,
-                    "multiply_adds": runs[0].multiply_adds,
-                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
-                    "validation": mean(at_budget[name]), "validation_std": std(at_budget[name]),
-                    "s_per_epoch": report.seconds_per_epoch(runs)} for name, runs in groups.items()], "network",
-                  epoch=f"Epoch validation ≥ {100 * target:g} %", validation=f"Validation at {budget:.2f} TFLOP (%)")
+def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
+    """Q1.7, each network and scheme as trained: rate, epochs, test accuracy, parameters, multiply-adds per image,
+    training compute, the first epoch validation accuracy reached `target` (per seed)."""
+    return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr, "epochs": runs[0].recipe.epochs,
+                    **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
+                    "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
+                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
+                   for key, runs in groups.items()], "network",
+                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
     """Q1.7: what one change does with the rest fixed: {name: (cell changed, cell it is compared with)}, Holm over
     the changes."""
     differences = _differences({name: (groups[a], groups[b]) for name, (a, b) in changes.items()})
-    return _frame([{"change": name, **differences[name]} for name in changes], "change", p="p (Holm)")
+    return _frame([{"change": name, **differences[name]} for name in changes], "change")
+
+
+def search(searches: dict[str, Any]) -> pd.DataFrame:
+    """Learning-rate searches (experiments.Search), a row per search: the rates tried, the selection score
+    (report.selection_score) of the selection seed at each, and the rate chosen."""
+    return _frame([{"search": name, "lr": list(found.runs),
+                    "score": [mean([report.selection_score(r)[0] for r in runs]) for runs in found.runs.values()],
+                    "chosen": found.chosen} for name, found in searches.items()], "search",
+                  lr="Rates tried", score="Validation, selection seed (%)")
 
 
 def classes(mlp: Group, cnn: Group, names: tuple[str, str] = ("MLP", "CNN")) -> pd.DataFrame:
@@ -238,6 +240,14 @@ def classes(mlp: Group, cnn: Group, names: tuple[str, str] = ("MLP", "CNN")) -> 
     a, b = report.per_class(mlp), report.per_class(cnn)
     return _frame([{"class": name, "mlp": a[name], "cnn": b[name], "diff": b[name] - a[name]} for name in CLASS_NAMES],
                   "class", mlp=f"{names[0]} (%)", cnn=f"{names[1]} (%)", diff="Δ (points)")
+
+
+def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.DataFrame:
+    """Q1.2: the quickstart's loop unchanged (all 60,000 images in their stored order) beside this notebook's
+    (55,000 images, reshuffled every epoch): test accuracy after the same epochs, and the difference."""
+    differences = _differences({lr: (loop[lr], notebook[lr]) for lr in loop})
+    return _frame([{"lr": lr, **_summary(loop[lr], prefix="quickstart"), **_summary(notebook[lr], prefix="notebook"),
+                    **differences[lr]} for lr in loop], "lr", diff="Δ quickstart − notebook (points, 95 % CI)")
 
 
 def number(column: str, value: Any) -> str:
@@ -250,14 +260,15 @@ def number(column: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     base = column.removesuffix("_ci").removesuffix("_std")
-    if column == "p" or column.endswith("_p"):
+    if column.rstrip() == "p" or column.endswith("_p"):
         return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
     if base in PERCENT:
-        text = f"{100 * value:+.2f}" if column == "diff" else f"{100 * value:.2f}"
-    elif base == "loss_rise":
-        text = f"{value:.3f}"
-    elif base.startswith(("signed", "abs", "minibatch")):
-        text = f"{value:.1e}"
+        text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
+    elif base == "corr":
+        text = f"{value:.2f}"
+    elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp")):
+        text = (f"{value:.1e}" if base.startswith(("signed", "share", "cancel")) else
+                f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}")
     elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):
         text = f"{int(value):,}"
     else:
@@ -269,8 +280,7 @@ def view(table: pd.DataFrame) -> pd.DataFrame:
     """The table as shown: strings, companion columns (_std, _ci, _note) folded into theirs, headers in words
     (HEADERS, then the table's own attrs['headers']), the index's name in the one header row."""
     names = {**HEADERS, **table.attrs.get("headers", {})}
-    shown = pd.DataFrame(index=[", ".join(number(n or "", k) for n, k in zip(table.index.names, key))
-                                if isinstance(key, tuple) else number(table.index.name or "", key) for key in table.index])
+    shown = pd.DataFrame(index=[number(table.index.name or "", key) for key in table.index])
     for column in table.columns:
         if column.endswith(("_std", "_ci", "_note")) and column.rsplit("_", 1)[0] in table.columns:
             continue
@@ -284,4 +294,4 @@ def view(table: pd.DataFrame) -> pd.DataFrame:
             note = row.get(f"{column}_note")
             cells.append((note if text == "—" else f"{text} ({note})") if isinstance(note, str) and note else text)
         shown[names.get(column, column)] = cells
-    return shown.rename_axis(columns=" / ".join(names.get(n, n) for n in table.index.names if n))
+    return shown.rename_axis(columns=names.get(table.index.name, table.index.name))

@@ -1,5 +1,6 @@
 """Where runs compute: A3_DEVICE, the CPU kernels chosen before torch loads, and the GPU path. Each
 device-specific test runs where its device is present and is skipped, with the reason, where it is not."""
+import itertools
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import torch
 
 from conftest import ROOT, needs_real_data, synthetic_data
 from helpers import config, device, experiments, kernels, models
+from helpers.gradients import GradientRecord
+from helpers.splits import count_batches, minibatches, to_float
 from helpers.training import Recipe, fit, train_epoch
 
 CUDA = torch.cuda.is_available()
@@ -116,19 +119,26 @@ def test_cuda_the_graded_recipes_first_epoch_learns():
 
 @needs_cuda
 def test_cuda_no_host_sync_inside_an_epochs_steps():
+    """An epoch's steps as fit() makes them ask the GPU for nothing back: the minibatches come from minibatches()
+    (its order and flips drawn on the CPU and copied to the GPU once, before the epoch's first minibatch: that one
+    copy is the only sync allowed), and the GradientRecord keeps the first steps' gradient sums and probes at its
+    checkpoints. With the sync debug mode at "error", any sync inside the steps raises."""
     cuda = torch.device("cuda")
     data = synthetic_data().to(cuda)
     model = models.build("base").to(cuda)
-    batches = [(data.train_images[i:i + 64].float() / 255, data.train_labels[i:i + 64]) for i in range(0, 640, 64)]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    from helpers.gradients import GradientRecord
-    loss_fn = torch.nn.CrossEntropyLoss()
-    record = GradientRecord(model, 100, data.train_images[:128].float() / 255, data.train_labels[:128], [0, 5], loss_fn)
+    record = GradientRecord(model, 100, to_float(data.train_images[:128]), data.train_labels[:128], [0, 5])
+    steps = count_batches(len(data.train_labels), 64)
+    batches = minibatches(data.train_images, data.train_labels, 64, torch.Generator().manual_seed(0), flip=True)
+    first = next(batches)  # the epoch's one copy of its order and flips to the GPU happens here
     torch.cuda.set_sync_debug_mode("error")
     try:
-        train_epoch(model, batches, len(batches), loss_fn, optimizer, record=record)
+        losses = train_epoch(model, itertools.chain([first], batches), steps, torch.nn.CrossEntropyLoss(), optimizer,
+                             record=record)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+    assert steps == 10 and record.updates == 10 and [s for s, _ in record.probes] == [0, 5]
+    assert losses.device.type == "cuda" and bool(torch.isfinite(losses).all())
 
 
 @needs_mps

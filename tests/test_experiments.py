@@ -2,6 +2,7 @@
 interrupts, the code of a run in its key, workers side by side, and a worker that dies."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -9,10 +10,12 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, needs_real_data, synthetic_data
 from helpers import config, sourcecode, device, experiments, models, pool, workers
@@ -25,7 +28,7 @@ TINY = Recipe(model="base", lr=0.1, epochs=1, batch_size=64)
 @pytest.fixture
 def profile(tmp_path, monkeypatch):
     """A profile writing to a temp folder, with synthetic data instead of Fashion-MNIST."""
-    monkeypatch.setattr(workers, "splits", lambda sizes, root: synthetic_data())
+    monkeypatch.setattr(workers, "load_splits", lambda sizes, root: synthetic_data())
     monkeypatch.delenv("A3_RERUN", raising=False)
     monkeypatch.setattr(experiments, "_written", set())
     return replace(config.get_profile("quick"), results_dir=tmp_path / "results")
@@ -64,6 +67,66 @@ def test_an_edited_recipe_trains_again_saying_why_and_undoing_the_edit_finds_the
     assert logs[0] == "probe_seed0: the recipe changed (lr 0.1 -> 0.05); training it"
     quiet_run({"probe_seed0": TINY}, profile, logs)  # the edit undone
     assert calls == ["base lr 0.1", "base lr 0.05"] and logs[-1].startswith("all 1 runs loaded")
+
+
+def test_lr_1_and_lr_1_0_are_one_recipe_with_one_key(profile):
+    one, one_point_zero = (experiments.cache_key(replace(TINY, lr=lr, momentum=0), profile) for lr in (1, 1.0))
+    assert experiments.digest(one) == experiments.digest(one_point_zero)
+
+
+def test_an_int_where_an_old_stored_key_has_a_float_is_named_in_the_line_that_retrains(profile, monkeypatch):
+    """A result stored before Recipe made its numbers floats: its key says lr 1, the recipe's says lr 1.0. Python
+    finds 1 == 1.0, the stored JSON does not: the run trains again and the line says so, in those digits."""
+    recipe = replace(TINY, lr=1.0)
+    quiet_run({"probe": recipe}, profile)
+    path = next(profile.results_dir.glob("probe-*.json"))
+    content = json.loads(path.read_text(encoding="utf-8"))
+    content["key"]["recipe"]["lr"] = 1
+    path.unlink()
+    write_json(experiments.path_for(profile, "probe", content["key"]), content)
+    calls, logs = count_fits(monkeypatch), []
+    quiet_run({"probe": recipe}, profile, logs)
+    assert calls == ["base lr 1"] and logs[0] == "probe: the recipe changed (lr 1 -> 1.0); training it"
+
+
+JSON_NAMES = st.text("abcdefghij_", min_size=1, max_size=5)
+JSON_SCALARS = (st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-3, 3, allow_nan=False)
+                | st.text("abc xyz", max_size=4))
+JSON_VALUES = st.recursive(JSON_SCALARS | st.lists(JSON_SCALARS, max_size=3),
+                           lambda inner: st.dictionaries(JSON_NAMES, inner, min_size=1, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_retrain_message_names_in_words_every_part_and_entry_that_differs(data):
+    """Against any older key (a part missing, edited, added to, or not a table at all; entries that differ only as 1
+    and 1.0 do): the line names each part that differs in words and each entry that differs by its name: never
+    '()', never a value without the name of its entry."""
+    new = {"recipe": asdict(TINY), "data": {"train": 4000, "validation": 500, "test": 1000, "train_eval": 1000},
+           "network": {"network": "MLP", "hidden_sizes": [512, 512]}, "code": {"training.py": "ab12", "models.py": "cd"}}
+    old = {}
+    for part, value in new.items():
+        how = data.draw(st.sampled_from(["same", "absent", "other", "edited"]))
+        if how == "same":
+            old[part] = value
+        elif how == "other":
+            old[part] = data.draw(JSON_VALUES)
+        elif how == "edited":
+            old[part] = {**value, **data.draw(st.dictionaries(st.sampled_from(sorted(value)) | JSON_NAMES, JSON_VALUES,
+                                                              min_size=1, max_size=2))}
+    old.update(data.draw(st.dictionaries(st.sampled_from(["torch", "format"]), JSON_VALUES, max_size=1)))
+    message = experiments.what_changed(old, new)
+    assert message and "\n" not in message
+    assert not re.search(r"\((\s|,|\))|, (,|\))", message), message  # no '()', no entry without its name
+
+    def text(value):
+        return json.dumps(value, sort_keys=True)
+    for part, words in experiments.PARTS.items():
+        assert (words in message) == (text(old.get(part)) != text(new[part])), (part, message)
+        if isinstance(old.get(part), dict):
+            for entry in old[part].keys() | new[part].keys():
+                if text(old[part].get(entry)) != text(new[part].get(entry)):
+                    assert entry in message, (entry, message)
 
 
 def test_results_are_found_by_what_was_trained_not_by_name(profile, monkeypatch):
@@ -250,7 +313,7 @@ def test_write_json_is_atomic_and_leaves_no_temp_file(tmp_path):
 
 
 def test_bad_recipes_fail_before_any_data_is_loaded(profile, monkeypatch):
-    monkeypatch.setattr(workers, "splits", lambda profile: pytest.fail("data loaded"))
+    monkeypatch.setattr(workers, "load_splits", lambda sizes, root: pytest.fail("data loaded"))
     with pytest.raises(ValueError, match="model='mlp'"):
         quiet_run({"x": replace(TINY, model="mlp")}, profile)
 
@@ -287,9 +350,12 @@ REAL = replace(config.get_profile("quick"), train_samples=1_500, validation_samp
                train_eval_samples=300)
 
 
-def timeless(history) -> dict:
-    values = {k: v for k, v in vars(history).items() if k not in ("seconds", "eval_seconds", "started", "finished",
-                                                                   "peak_memory_mb", "machine")}
+def timeless(values):
+    """A History's values (vars(history)) without what measures time or the machine, at any depth (the probe of
+    Q1.6 times itself too)."""
+    if isinstance(values, dict):
+        return {k: timeless(v) for k, v in values.items()
+                if k not in ("seconds", "eval_seconds", "started", "finished", "peak_memory_mb", "machine")}
     return values
 
 
@@ -304,7 +370,7 @@ def test_side_by_side_and_in_this_process_give_the_same_histories(tmp_path, monk
         results[count] = run(recipes, replace(REAL, results_dir=tmp_path / f"w{count}"), workers_=count,
                              log=lambda _: None)
     for name in recipes:
-        assert timeless(results[0][name]) == timeless(results[2][name]), name
+        assert timeless(vars(results[0][name])) == timeless(vars(results[2][name])), name
     assert results[2]["mlp"].peak_memory_mb > 100 and results[2]["mlp"].machine["side_by_side"] == 2
 
 
@@ -421,18 +487,6 @@ def test_a_script_read_from_standard_input_gets_one_line_naming_the_fix(tmp_path
     assert done.returncode != 0 and "'<stdin>', not a file" in last_line(done) and "A3_WORKERS=0" in last_line(done)
 
 
-def test_loaded_runs_made_on_another_kind_of_machine_are_named_in_one_line(profile, monkeypatch):
-    quiet_run({"tiny": TINY}, profile)
-    logs = []
-    quiet_run({"tiny": TINY}, profile, logs)
-    assert logs == ["all 1 runs loaded from " + experiments._shown(profile.results_dir) + "/"]  # same kind: nothing
-    monkeypatch.setattr(experiments, "describe", lambda device: {"device": "cpu", "name": "Intel Xeon",
-                                                                 "kernels": "AVX512", "torch": "2.9.1"})
-    quiet_run({"tiny": TINY}, profile, logs)
-    assert logs[1].startswith("1 runs loaded, made on CPU ") and "this machine is CPU Intel Xeon (AVX512 kernels), " \
-        "torch 2.9.1" in logs[1] and "\n" not in logs[1]
-
-
 @needs_real_data
 def test_a_worker_holds_the_images_once():
     """The full profile's splits in a fresh process: the uint8 images alive afterwards are the 70,000 of the splits
@@ -484,6 +538,21 @@ def test_a_worker_that_cannot_import_helpers_says_so_with_the_path(tmp_path):
                                f"(ModuleNotFoundError: No module named 'no_such_module_here')")
 
 
+def test_a_worker_that_cannot_import_helpers_in_a_kernel_says_so_with_the_path(tmp_path, monkeypatch):
+    """As in a notebook, whose main module imports nothing of the project: helpers was imported, then a file of it
+    was broken on disk. The workers fail in their first code (pool.BOOT), and the one line says why, with the folder."""
+    from conftest import hang
+    copy = tmp_path / "helpers"
+    shutil.copytree(ROOT / "helpers", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "splits.py").write_text((copy / "splits.py").read_text(encoding="utf-8") + "\nimport no_such_module_here\n",
+                                    encoding="utf-8")
+    monkeypatch.setattr(pool, "PACKAGE", copy)
+    with pytest.raises(pool.WorkerDied) as error:
+        pool.train({"a": ("a",)}, 1, lambda name, result: None, lambda: None, {"a": 600.0}, function=hang)
+    assert str(error.value) == (f"a worker could not import helpers from {tmp_path} "
+                                f"(ModuleNotFoundError: No module named 'no_such_module_here')")
+
+
 def test_training_in_this_process_refuses_helpers_that_changed_on_disk_since_they_were_imported(profile, monkeypatch):
     """A3_WORKERS=0 trains with the modules this process imported: when a file has changed since (its code, not a
     comment or a table), one line refuses instead of storing the old code's numbers under the new code's key."""
@@ -529,3 +598,8 @@ def test_a_death_among_several_runs_names_them_all_as_the_ones_one_of_which_died
     with pytest.raises(pool.WorkerDied, match="^a worker process ended abruptly while training one of a, b, c "
                                               r"\(killed by the system"):
         pool.collect({broken: None}, {broken: "a"}, lambda name, result: None, reports)
+    waiting, finished = Future(), Future()  # no worker had said which run it took: the runs not finished are named
+    finished.set_result({})
+    with pytest.raises(pool.WorkerDied, match="^a worker process ended abruptly while training one of a, c "):
+        pool.collect({broken: None}, {broken: "a", finished: "b", waiting: "c"}, lambda name, result: None,
+                     pool.Reports(ready={1}))

@@ -1,4 +1,6 @@
-"""Parameter counts against the formula, seeding and the model names."""
+"""Parameter counts against the formula, seeding, the model names, and the spec read from the file on disk."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -51,12 +53,50 @@ def test_a_spec_rebuilds_the_same_network():
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters())), name
 
 
-def test_the_spec_is_read_from_the_file_as_it_is_now(monkeypatch):
-    monkeypatch.setattr(models, "structures", lambda: {"base": (512, 256)})
+MODELS_PY = Path(models.__file__)
+
+
+def edit_models(tmp_path: Path, monkeypatch, *edits: tuple[str, str]) -> Path:
+    """An edited copy of models.py (the edits made to the file as it is), which `models` reads from now on as its
+    file on disk (models.py itself is not touched: runs may be importing it)."""
+    text = MODELS_PY.read_text(encoding="utf-8")
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    copy = tmp_path / f"edit{len(list(tmp_path.iterdir()))}" / "models.py"
+    copy.parent.mkdir()
+    copy.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(models, "__file__", str(copy))
+    return copy
+
+
+def test_the_spec_is_read_from_the_file_as_it_is_now(tmp_path, monkeypatch):
+    """spec() reads STRUCTURES and CNN_CHANNELS from the file on disk at each call, so that an edit applies without
+    a kernel restart: the module as imported keeps the old values, the spec follows the file, edit after edit."""
+    imported = dict(models.STRUCTURES)
+    assert models.spec("base") == {"network": "MLP", "hidden_sizes": [512, 512]}
+    edit_models(tmp_path, monkeypatch, ('"base": (512, 512),', '"base": (512, 256),'),
+                ('    "wider": (1024, 1024),\n', ""), ("CNN_CHANNELS = (16, 32, 64)", "CNN_CHANNELS = (8, 16, 24)"))
+    assert models.STRUCTURES == imported and models.CNN_CHANNELS == (16, 32, 64)  # nothing re-imported
     assert models.spec("base") == {"network": "MLP", "hidden_sizes": [512, 256]}
-    assert models.layer_sizes("base") == "784-512-256-10"
+    assert models.layer_sizes("base") == "784-512-256-10" and models.layer_sizes("cnn") == "8-16-24"
+    assert count_parameters(build("base+bn")) == count_parameters(MLP((512, 256), batchnorm=True))
+    assert count_parameters(build("cnn")) == count_parameters(SmallCNN((8, 16, 24)))
     with pytest.raises(ValueError, match="model='wider' is unknown"):
         models.spec("wider")
+    edit_models(tmp_path, monkeypatch, ('"base": (512, 512),', '"base": (64,),'))  # edited again
+    assert models.spec("base") == {"network": "MLP", "hidden_sizes": [64]} and models.spec("wider")
+
+
+@pytest.mark.parametrize("value", ["(512, 2 * 256)", "(WIDTH, WIDTH)", "tuple([512, 512])"])
+def test_a_structure_that_is_not_a_literal_is_one_line_naming_the_file_and_the_name(tmp_path, monkeypatch, value):
+    """Nothing in models.py is evaluated: a name or an expression in STRUCTURES is refused, in one line."""
+    edit_models(tmp_path, monkeypatch, ('"base": (512, 512),', f'"base": {value},'))
+    for call in (lambda: models.spec("base"), lambda: build("deeper"), models.structures):
+        with pytest.raises(ValueError) as error:
+            call()
+        message = str(error.value)
+        assert "\n" not in message and message.startswith("models.py: STRUCTURES must be written as a literal")
 
 
 def test_multiply_adds_are_counted_and_match_the_layer_sizes():

@@ -11,17 +11,22 @@ first rounding differences: slowly under SGD, fast under AdamW, whose steps have
 gradient's.
 `python tests/test_reference.py` writes the file again (after a change to what a run computes) and measures that.
 """
+import itertools
 import json
 import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, needs_real_data
-from helpers import experiments, kernels
+from helpers import experiments, kernels, models, training
+from helpers.data import load_fashion_mnist
+from helpers.splits import count_batches, make_splits
 
 REFERENCE = Path(__file__).with_name("reference_losses.json")
 PROBE = Path(__file__).with_name("kernel_probe.py")
@@ -142,14 +147,51 @@ def test_another_vendors_summation_order_passes_within_the_tolerance_and_nothing
     assert any(f"at step {step} " in p for p in parting(reference, moved, agreeing=[]))
 
 
-def test_the_reference_lists_the_cpus_it_has_seen_and_a_measured_tolerance():
+def reference_recipes() -> dict:
+    """The recipe of each reference run, as the code has it now."""
+    return {name: replace(experiments.SCHEMES[changes.get("scheme", "demo")],
+                          **{k: v for k, v in changes.items() if k != "scheme"}) for name, changes in RUNS.items()}
+
+
+def test_the_reference_lists_the_cpus_it_has_seen_and_a_measured_tolerance_for_every_step_the_code_makes():
+    """The file's structure, and as many losses per run as the code's recipes make steps on SIZES (an edit of a
+    scheme's batch size or of RUNS' epochs calls for writing the file again)."""
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     assert set(reference["reproduced_bit_for_bit_on"]) <= set(reference["probe_digests"])
     assert len(reference["probe_digests"]) >= 2 and set(reference["tolerance"]) == set(reference["losses"])
+    for name, recipe in reference_recipes().items():
+        assert len(reference["losses"][name]) == recipe.epochs * count_batches(SIZES["train"], recipe.batch_size), name
     for name, tolerance in reference["tolerance"].items():
         losses = [abs(float.fromhex(v)) for v in reference["losses"][name]]
         assert len(tolerance) == len(losses) and all(t >= FLOOR * loss for t, loss in zip(tolerance, losses))
         assert tolerance[0] < 1e-5 < tolerance[-1]  # a few float32 roundings at first; far more after training
+
+
+FIRST_STEPS = 10
+
+
+@needs_real_data
+@ON_AVX2
+def test_the_code_as_it_is_now_still_computes_the_references_first_steps(monkeypatch):
+    """Fast, in this process (whose kernels importing helpers chose, as in a worker): fit() as the code has it now,
+    stopped after the first FIRST_STEPS minibatches of each epoch, gives each reference run's first losses within
+    the file's tolerance. A change to what a run computes (the split, the network or its initialisation, the
+    minibatch order or flips, the pixels' scaling, the loss, the optimizer or its schedule, the step) fails here in
+    seconds, where the tests above take minutes."""
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    real = training.minibatches
+    monkeypatch.setattr(training, "minibatches", lambda *args, **kwargs: itertools.islice(real(*args, **kwargs),
+                                                                                           FIRST_STEPS))
+    data = make_splits(load_fashion_mnist(ROOT / "data", download=False), **SIZES)
+    for name, recipe in reference_recipes().items():
+        recipe = replace(recipe, epochs=1) if recipe.schedule == "constant" else recipe  # the first steps alike
+        history = training.fit(models.build(recipe.model, recipe.seed), data, recipe, torch.device("cpu"))
+        ours, theirs = history.step_loss[:FIRST_STEPS], reference["losses"][name][:FIRST_STEPS]
+        assert len(ours) == FIRST_STEPS and all(loss > 0 for loss in ours), name
+        beyond = [(step, difference) for step, (difference, limit) in enumerate(zip(
+            differences([v.hex() for v in ours], theirs), reference["tolerance"][name])) if difference > limit]
+        assert not beyond, f"{name}: at step {beyond[0][0]} the loss differs from the reference's by {beyond[0][1]:.2e}"
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from nbconvert import HTMLExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLING = "tooling"
+sys.path.insert(0, str(ROOT))
+from helpers.config import TOOLING  # noqa: E402  -- the tag the notebook's run logs carry (no torch is imported)
+
 # The closed network of some machines makes Chromium's background networking hang: switch all of it off.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic", "--disable-extensions",
