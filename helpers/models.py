@@ -29,6 +29,7 @@ STRUCTURES = {
     "base": (512, 512),
     "deeper": (512, 512, 512, 512),
     "wider": (1024, 1024),
+    "narrow": (64, 64),  # about the small CNN's parameter count (Q1.7)
 }
 
 # Q1.7: channels of the small CNN's three convolution blocks (the network "cnn").

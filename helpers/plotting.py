@@ -24,15 +24,16 @@ STYLE = {"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.f
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
 RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.1: "#1f77b4", 0.03: "#17becf",
                0.01: "#2ca02c", 0.001: "#9467bd"}
-MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "base+bn": "#8c564b", "cnn": "#222222"}
+MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "narrow": "#17becf", "base+bn": "#8c564b",
+                "cnn": "#222222", "cnn short": "#e6550d"}
 SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN scheme", "short": "CNN scheme, MLP's FLOPs"}
-NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN"}  # in Q1.7, where the base MLP meets the CNN
+NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN", "narrow": "MLP 64-64"}  # Q1.7: MLPs meet the CNN
 LETTERS = "abcdefgh"
 
 
 def color(key: Any) -> str:
     """The colour of a learning rate (a number), a network (a name) or a (network, scheme) cell."""
-    key = key[0] if isinstance(key, tuple) else key
+    key = (" ".join(key) if key in (("cnn", "short"),) else key[0]) if isinstance(key, tuple) else key
     return (MODEL_COLORS if isinstance(key, str) else RATE_COLORS).get(key, "#7f7f7f")
 
 
@@ -186,23 +187,19 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
 @figure
 def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
     """Q1.3 per epoch, mean over the seeds (band: lowest to highest): (a) validation error = 100 − accuracy on a log
-    scale, test dotted, the target dashed; (b) validation loss (solid) and train loss (dashed) of the rates that
-    learned, on an axis scaled to them."""
+    scale, test dotted, the target dashed; (b) validation loss (solid) and train loss (dashed), log scale."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
-    high = 0.0
     for key, runs in groups.items():
         seeds(left, [[100 * (1 - a) for a in r.validation_accuracy] for r in runs], color(key), label(key))
         seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), "_", ":", band=False)
-        if all(report.outcome(r) == "learned" for r in runs):
-            seeds(right, [r.validation_loss for r in runs], color(key), "_")
-            seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
-            high = max(high, *(max(r.validation_loss) for r in runs))
+        seeds(right, [r.validation_loss for r in runs], color(key), "_")
+        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
     left.axhline(100 * (1 - target), color="black", lw=0.8, ls="--")
     left.set_yscale("log")
     left.set_title(f"(a) error = 100 − accuracy (%); dashed: {100 * target:g} % accuracy")
     left.set_ylabel("error (%)")
-    right.set_title("(b) cross-entropy loss of the rates that learned")
-    right.set_ylim(0, 1.05 * high if high else None)
+    right.set_title("(b) cross-entropy loss (log scale)")
+    right.set_yscale("log")
     for ax in (left, right):
         ax.set_xlabel("epoch")
     _ticks(left, right)
@@ -261,14 +258,13 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
 
 
 @figure
-def first_steps(groups: dict[float, Group], demo: float) -> Figure:
+def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
-    (e) the norm ‖g‖ of every rate (log scale); (f) at the demo rate, each layer's sum over its entries divided by
-    the number of all parameters: the parts that add up to the mean."""
+    (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate (log scales)."""
     fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.4))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
-    norm, layers = grid[1, 1], grid[1, 2]
+    norm, size = grid[1, 1], grid[1, 2]
     for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):
         stats = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
         seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
@@ -279,18 +275,12 @@ def first_steps(groups: dict[float, Group], demo: float) -> Figure:
         twin.set_ylim(bottom=0)
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
-        if lr == demo:
-            total = sum(runs[0].gradients["layer_sizes"])
-            for i in range(stats[0]["layers"].shape[1]):
-                seeds(layers, [list(s["layers"][:, i] / total) for s in stats],
-                      plt.cm.viridis(i / stats[0]["layers"].shape[1]), f"layer {i + 1}")
-            seeds(layers, [list(s["signed"]) for s in stats], "black", "all layers (the mean)", ":", band=False)
+        seeds(size, [list(s["abs"]) for s in stats], color(lr), "_")
         _ticks(ax, twin)
-    norm.set_yscale("log")
-    norm.set_title("(e) ‖g‖, every rate")
-    layers.set_title(f"({LETTERS[len(panels) + 1]}) lr {demo:g}: Σg of a layer / N")
-    layers.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8, handlelength=1.4)
-    _ticks(norm, layers)
+    for ax, name in ((norm, "(e) ‖g‖, every rate"), (size, "(f) mean |g|, every rate")):
+        ax.set_yscale("log")
+        ax.set_title(name)
+    _ticks(norm, size)
     for ax in grid.flat:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(plt.FixedLocator([0, 25, 50, 75, 100]))

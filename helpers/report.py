@@ -1,7 +1,8 @@
 """Numbers read from Histories: how a run ended, a setting over its seeds, Q1.6's gradient statistics, and the one
 rule for "different": p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the
-same runs, the one-sample t-test for a slope; where a table makes several tests, the p-values are Holm-adjusted
-over the table. A run *learned* when it ends with at least LEARNED accuracy."""
+same runs, the one-sample t-test for a trend. Where a table makes m tests, each p-value is multiplied by m and each
+interval is at 1 − ALPHA / m (Bonferroni), so an interval excludes 0 exactly when p < ALPHA. A run *learned* when
+it ends with at least LEARNED accuracy."""
 from __future__ import annotations
 
 import math
@@ -85,51 +86,41 @@ class Difference:
         return self.p is not None and self.p < ALPHA
 
 
-def _tested(test: Callable[[], Any], difference: float) -> Difference:
-    """A scipy t-test's interval and p-value (with no spread at all the difference is exact)."""
+def _tested(test: Callable[[], Any], difference: float, tests: int) -> Difference:
+    """A scipy t-test's interval and p-value, Bonferroni-adjusted for a family of `tests` (with no spread at all the
+    difference is exact)."""
     with warnings.catch_warnings():  # no spread: scipy warns and gives nan
         warnings.simplefilter("ignore", RuntimeWarning)
         result = test()
     if math.isnan(result.pvalue):
         return Difference(difference, 0.0, 1.0 if difference == 0 else 0.0)
-    low, high = result.confidence_interval(0.95)
-    return Difference(difference, float(high - low) / 2, float(result.pvalue))
+    low, high = result.confidence_interval(1 - ALPHA / tests)
+    return Difference(difference, float(high - low) / 2, min(1.0, float(result.pvalue) * tests))
 
 
-def compare(a: list[float | None], b: list[float | None]) -> Difference:
-    """Two settings' seeds, a − b: Welch's t-test (nothing to test with fewer than two finite seeds a side)."""
+def compare(a: list[float | None], b: list[float | None], tests: int = 1) -> Difference:
+    """Two settings' seeds, a − b: Welch's t-test, one of `tests` (nothing to test with fewer than two finite seeds
+    a side)."""
     x, y = finite(a), finite(b)
     if len(x) < 2 or len(y) < 2:
         return Difference(mean(x) - mean(y) if x and y else None, None, None)
-    return _tested(lambda: stats.ttest_ind(x, y, equal_var=False), mean(x) - mean(y))
+    return _tested(lambda: stats.ttest_ind(x, y, equal_var=False), mean(x) - mean(y), tests)
 
 
-def paired(after: list[float | None], before: list[float | None]) -> Difference:
-    """A change within the same runs (after − before, seed by seed): the paired t-test."""
+def paired(after: list[float | None], before: list[float | None], tests: int = 1) -> Difference:
+    """A change within the same runs (after − before, seed by seed): the paired t-test, one of `tests`."""
     pairs = [(a, b) for a, b in zip(after, before) if a is not None and b is not None]
     if len(pairs) < 2:
         return Difference(pairs[0][0] - pairs[0][1] if pairs else None, None, None)
-    return _tested(lambda: stats.ttest_rel(*zip(*pairs)), statistics.fmean(a - b for a, b in pairs))
+    return _tested(lambda: stats.ttest_rel(*zip(*pairs)), statistics.fmean(a - b for a, b in pairs), tests)
 
 
-def change(xs: list[float | None]) -> Difference:
-    """The mean of per-seed changes against 0: the one-sample t-test."""
+def change(xs: list[float | None], tests: int = 1) -> Difference:
+    """The mean of per-seed changes against 0: the one-sample t-test, one of `tests`."""
     kept = finite(xs)
     if len(kept) < 2:
         return Difference(kept[0] if kept else None, None, None)
-    return _tested(lambda: stats.ttest_1samp(kept, 0.0), statistics.fmean(kept))
-
-
-def holm(ps: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment of a family of p-values (None stays None): the family's error rate stays
-    below ALPHA however many tests a table makes."""
-    known = sorted((p, i) for i, p in enumerate(ps) if p is not None)
-    adjusted: list[float | None] = [None] * len(ps)
-    running = 0.0
-    for rank, (p, i) in enumerate(known):
-        running = max(running, min(1.0, (len(known) - rank) * p))
-        adjusted[i] = running
-    return adjusted
+    return _tested(lambda: stats.ttest_1samp(kept, 0.0), statistics.fmean(kept), tests)
 
 
 def ci95(xs: list[float]) -> float:

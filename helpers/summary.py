@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import statistics
 import subprocess
 import tokenize
@@ -60,23 +61,27 @@ def build(profile: Profile, *experiments: Any) -> dict[str, Any]:
 
 
 def runs_made(runs: list[History]) -> dict[str, Any]:
-    """How the runs were made: machines, time, memory, and the compute floor (FLOPs counted, at the measured
-    rate). The wall time adds up each session's span (its first run's start to its last run's end), so that the
-    time between an interrupted session and the one that resumed it does not count."""
-    flops = sum(run.epochs * models.run_flops(run.data_sizes["train"], sum(run.data_sizes[s] for s in (
-        "train_eval", "validation", "test")), run.flops_per_image, run.multiply_adds) + probe_flops(run) for run in runs)
+    """How the runs were made: machines, time, memory, and the compute floor: the FLOPs counted (training,
+    evaluation, the probe) at the matrix-multiply rate measured in their session. The wall time adds up each
+    session's span (its first run's start to its last run's end), so that the time between an interrupted session
+    and the one that resumed it does not count; the floor_ratio is that wall time over the sessions' floors."""
+    def flops(run: History) -> int:
+        return run.epochs * models.run_flops(run.data_sizes["train"], sum(run.data_sizes[s] for s in (
+            "train_eval", "validation", "test")), run.flops_per_image, run.multiply_adds) + probe_flops(run)
     sessions: dict[str, list[History]] = {}
     for run in runs:
         sessions.setdefault(run.machine.get("session", "unknown"), []).append(run)
     wall = sum(max(r.finished for r in rs) - min(r.started for r in rs) for rs in sessions.values()) / 1000
-    rate = max((run.machine.get("matmul_gflops") or 0 for run in runs), default=0)
+    rates = {name: max(run.machine.get("matmul_gflops") or 0 for run in rs) for name, rs in sessions.items()}
+    floor = sum(sum(flops(run) for run in rs) / (rates[name] * 1e9) for name, rs in sessions.items()
+                if rates[name]) if all(rates.values()) else None
     peaks = sorted(run.peak_memory_mb for run in runs if run.peak_memory_mb)
     return {"count": len(runs), "epochs": sum(run.epochs for run in runs),
             "machines": sorted({machine_line(r.machine) for r in runs}),
             "sessions": len(sessions), "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
             "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
-            "tflop": flops / 1e12, "matmul_gflops": rate or None,
-            "floor_ratio": wall / (flops / (rate * 1e9)) if rate else None,
+            "tflop": sum(flops(run) for run in runs) / 1e12, "matmul_gflops": max(rates.values()) or None,
+            "floor_ratio": wall / floor if floor else None,
             "peak_memory_mb_per_run": {"max": peaks[-1], "median": statistics.median(peaks)} if peaks else None}
 
 
@@ -123,7 +128,7 @@ def commit_line(root: Path = ROOT) -> str:
         return "Code (helpers/) and results (results/): not in a git checkout, so no commit can be named."
     if not commit:
         return "Code (helpers/) and results (results/): not committed yet, so no commit can be named."
-    remote = git("remote", "get-url", "origin", check=False)
+    remote = re.sub(r"//[^/@]*@", "//", git("remote", "get-url", "origin", check=False))  # no user:token@
     return (f"Code (helpers/) and results (results/) as in git commit {commit}" + (f" of {remote}" if remote else "")
             + (", with uncommitted changes." if changed else "."))
 
@@ -156,10 +161,13 @@ def fitted(code: str, width: int = WIDTH) -> str:
     operator, or at a space in a string literal ("a b" becomes "a " "b"), its continuation aligned with the
     bracket's contents. A line with no such place is left as it is."""
     places: dict[int, list[tuple[int, int, str]]] = {}  # line -> (column, continuation column, quote to reopen)
+    comments: dict[int, int] = {}  # line -> column of its trailing comment
     opened: list[int] = []
     lines = code.splitlines()
     for token in tokenize.generate_tokens(io.StringIO(code).readline):
         (row, column), kind, text = token.start, token.type, token.string
+        if kind == tokenize.COMMENT and lines[row - 1][:column].strip():
+            comments[row] = column
         if kind == tokenize.OP and text in "([{":
             opened.append(column)
         elif kind == tokenize.OP and text in ")]}":
@@ -191,11 +199,9 @@ def fitted(code: str, width: int = WIDTH) -> str:
                     out.append(line)
                     line = " " * indent + "#"
                 line += " " + word
-        if len(line) > width and "  # " in line:  # a trailing comment goes above its line
-            body, _, comment = line.rpartition("  # ")
-            if '"' not in comment and "'" not in comment:
-                out.append(" " * indent + "# " + comment)
-                line = body.rstrip()
+        if len(line) > width and number in comments:  # a trailing comment goes above its line
+            out.append(" " * indent + line[comments[number]:])
+            line = line[:comments[number]].rstrip()
         start, lead, reopened = 0, 0, ""  # the next piece: `reopened` + line[start:], after `lead` spaces
         while lead + len(reopened) + len(line) - start > width:
             fitting = [p for p in places.get(number, []) if start < p[0]

@@ -15,7 +15,7 @@ from .data import CLASS_NAMES
 from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
-           "validation": "Validation (%)", "diff": "Δ (points, 95 % CI)", "p": "p (Holm)", "runs": "Runs",
+           "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
            "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch", "seeds": "Seeds",
            "network": "Network", "change": "Change (the rest fixed)", "search": "Search", "class": "Class",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
@@ -39,19 +39,10 @@ def _summary(runs: Group, series: str = "test_accuracy", prefix: str = "accuracy
             **({f"{prefix}_note": report.outcomes(runs)} if None in xs else {})}
 
 
-def _holm(rows: list[dict[str, Any]], *columns: str) -> None:
-    """Replace the p-values in `columns` of every row by their Holm adjustment over the whole table."""
-    cells = [(row, c) for row in rows for c in columns if c in row]
-    for (row, c), p in zip(cells, report.holm([row[c] for row, c in cells])):
-        row[c] = p
-
-
 def _differences(pairs: dict[Any, tuple[Group, Group]], series: str = "test_accuracy") -> dict[Any, dict[str, Any]]:
-    """a − b for each pair (Welch), with Holm-adjusted p-values over the family."""
-    found = {key: compare(values(a, series), values(b, series)) for key, (a, b) in pairs.items()}
-    rows = [{"diff": d.difference, "diff_ci": d.ci, "p": d.p} for d in found.values()]
-    _holm(rows, "p")
-    return dict(zip(found, rows))
+    """a − b for each pair (Welch), adjusted for the family of pairs (report: Bonferroni)."""
+    found = {key: compare(values(a, series), values(b, series), len(pairs)) for key, (a, b) in pairs.items()}
+    return {key: {"diff": d.difference, "diff_ci": d.ci, "p": d.p} for key, d in found.items()}
 
 
 def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
@@ -103,7 +94,7 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
     rows = []
     for lr, runs in groups.items():
         later = report.paired([_crossing(r, target)[1] for r in runs],
-                              [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs])
+                              [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs], len(groups))
         probes = [report.probe_stats(r) for r in runs]
         rows.append({"lr": lr, **_summary(after[lr], prefix="after_10"),
                      "at_epoch": asked.loc[lr, "accuracy"], "at_epoch_std": asked.loc[lr, "accuracy_std"],
@@ -112,63 +103,64 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
                      "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
                      "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
     return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3 (%)", epoch="Q1.3: epoch",
-                  gain="Q1.3 − Q1.2 (points)", lowest_loss="Lowest val. loss at", edge="Peak sharpness × lr / 2",
+                  gain="Q1.3 − Q1.2 (points, CI)", lowest_loss="Lowest val. loss at", edge="Peak sharpness × lr / 2",
                   silent="Silent units, end (%)")
 
 
 def learning_rates(groups: dict[float, Group], reference: float) -> pd.DataFrame:
     """Q1.4 per rate after 10 epochs: validation and test accuracy, and the test accuracy's difference to the
-    `reference` rate (chosen on the selection seed), Holm-adjusted over the rates."""
+    `reference` rate (chosen on the selection seed), adjusted over the rates."""
     differences = _differences({lr: (runs, groups[reference]) for lr, runs in groups.items() if lr != reference})
     return _frame([{"lr": lr, **_summary(runs, "validation_accuracy", "validation"), **_summary(runs),
                     **differences.get(lr, {}), "runs": report.outcomes(runs)} for lr, runs in groups.items()], "lr",
-                  diff=f"Δ vs lr {reference:g} (points, 95 % CI)")
+                  diff=f"Δ vs lr {reference:g} (points, CI)")
 
 
-def structures(groups: dict[str, Group]) -> pd.DataFrame:
-    """Q1.5, the assignment's table: Structures | Accuracy | Parameters."""
-    return _frame([{"structure": name, **_summary(runs), "params": runs[0].parameters}
-                   for name, runs in groups.items()], "structure")
+def structures(groups: dict[str, Group], base: str = "base") -> pd.DataFrame:
+    """Q1.5, the assignment's table: Structures | Accuracy | Parameters, then the multiply-adds per image and the
+    difference in accuracy to the base network (adjusted over the structures)."""
+    differences = _differences({name: (runs, groups[base]) for name, runs in groups.items() if name != base})
+    return _frame([{"structure": name, **_summary(runs), "params": runs[0].parameters,
+                    "multiply_adds": runs[0].multiply_adds, **differences.get(name, {})}
+                   for name, runs in groups.items()], "structure", diff=f"Δ vs {base} (points, CI)")
 
 
 def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base") -> pd.DataFrame:
     """Q1.5, capacity against budget: per structure, its rate; train and test accuracy after the short budget; and
-    within the long one, at the epoch of best validation accuracy (per seed), train and test accuracy and the test
-    accuracy's difference to the base network (Holm)."""
+    within the long one, the epoch of the lowest validation loss, and at the epoch of best validation accuracy
+    (per seed) train and test accuracy and the test accuracy's difference to the base network (adjusted)."""
     def at_best(runs: Group, series: str) -> list[float | None]:
         return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
     found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
-    tested = {name: compare(found[name]["test"], found[base]["test"]) for name in long if name != base}
+    tested = {name: compare(found[name]["test"], found[base]["test"], len(long) - 1) for name in long if name != base}
     rows = [{"diff": d.difference, "diff_ci": d.ci, "p": d.p} for d in tested.values()]
-    _holm(rows, "p")
     n, m = short[base][0].epochs, long[base][0].epochs
     return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
-                    **_summary(short[name], prefix="test_10"), "epoch": [report.best_epoch(r) for r in runs],
+                    **_summary(short[name], prefix="test_10"), "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
                     "train_end": mean(found[name]["train"]), "train_end_std": std(found[name]["train"]),
                     "test_end": mean(found[name]["test"]), "test_end_std": std(found[name]["test"]),
                     **dict(zip(tested, rows)).get(name, {})} for name, runs in long.items()], "structure",
-                  train_10=f"Train, {n} ep. (%)", test_10=f"Test, {n} ep. (%)", epoch=f"Best val. within {m}",
-                  train_end="Train there (%)", test_end="Test there (%)", diff=f"Δ test there vs {base}")
+                  train_10=f"Train, {n} ep. (%)", test_10=f"Test, {n} ep. (%)", lowest_loss="Lowest val. loss at",
+                  train_end=f"Train, best val. epoch (%)", test_end="Test there (%)", diff=f"Δ test there vs {base}")
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
     """Q1.6 per rate over the first 100 steps, the statistic fixed in advance: per seed, the least-squares change
-    from step 1 to 100 of the signed mean of the gradients, of their norm ‖g‖ and of the loss, tested against 0
-    over the seeds; p Holm-adjusted over the table. The signed mean and ‖g‖ at step 1: means over the seeds."""
+    from step 1 to 100 of the mean of the gradients, of their norm ‖g‖, of their mean size |g| and of the loss,
+    tested against 0 over the seeds, adjusted over the table's tests (the loss's change is shown, not tested)."""
+    traced = {lr: [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+              for lr, runs in groups.items()}
+    tests = 3 * len(groups)
     rows = []
-    for lr, runs in groups.items():
-        traced = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+    for lr, found in traced.items():
         row: dict[str, Any] = {"lr": lr}
-        for name in ("signed", "norm", "loss"):
-            found = report.change([report.slope(t[name]) for t in traced])
-            row |= {f"{name}_start": mean([float(t[name][0]) for t in traced]), f"{name}_change": found.difference,
-                    f"{name}_change_ci": found.ci, f"{name}_p": found.p}
+        for name in ("signed", "norm", "abs", "loss"):
+            trend = report.change([report.slope(t[name]) for t in found], tests)
+            row |= {f"{name}_change": trend.difference, f"{name}_change_ci": trend.ci,
+                    **({f"{name}_p": trend.p} if name != "loss" else {})}
         rows.append(row)
-    _holm(rows, "signed_p", "norm_p", "loss_p")
-    return _frame([{k: v for k, v in row.items() if k not in ("loss_start", "norm_start")} for row in rows], "lr",
-                  signed_start="Mean g, step 1", signed_change="Mean g: Δ 1→100", signed_p="p (mean g)",
-                  norm_start="‖g‖, step 1", norm_change="‖g‖: Δ 1→100", norm_p="p (‖g‖)",
-                  loss_change="Loss: Δ 1→100", loss_p="p (loss)")
+    return _frame(rows, "lr", signed_change="Mean g: Δ 1→100", signed_p="p (mean g)", norm_change="‖g‖: Δ 1→100",
+                  norm_p="p (‖g‖)", abs_change="Mean |g|: Δ 1→100", abs_p="p (mean |g|)", loss_change="Loss: Δ 1→100")
 
 
 def layer_sums(runs: Group) -> pd.DataFrame:
@@ -186,41 +178,42 @@ def layer_sums(runs: Group) -> pd.DataFrame:
         rows.append({"layer": str(i + 1) if i < len(sizes) else "all", "params": size,
                      "cancel": float(np.mean([np.mean(s / a) for s, a in zip(signed, sizes_)])),
                      "share": float(np.mean([np.mean(s) for s in signed])) / total})
-    return _frame(rows, "layer", cancel="|Σg| / Σ|g|", share="|Σg| / N (all parameters)")
+    return _frame(rows, "layer", cancel=f"|Σg| / Σ|g| (lr {runs[0].recipe.lr:g}, steps 1–100)",
+                  share="|Σg| / N (all parameters)")
 
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 through the whole run, on the probe batch, per rate (mean over the seeds): ‖g‖ at step 0 and after the
-    last step, the loss and the sharpness then, and per seed the correlation of log ‖g‖ with log sharpness over the
-    checkpoints after step 0."""
+    """Q1.6 through the whole run, on the probe batch, per rate: ‖g‖ at step 0 (mean over the seeds) and after the
+    last step (per seed), the loss and the sharpness then (means), and per seed the correlation of the changes of
+    log ‖g‖ and of log sharpness from one checkpoint to the next (after step 0): whether they move together beyond
+    a shared trend."""
     rows = []
     for lr, runs in groups.items():
         probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None and len(p["step"]) > 2]
         rows.append({"lr": lr, "norm_start": mean([float(p["norm"][0]) for p in probes]),
-                     "norm_end": mean([float(p["norm"][-1]) for p in probes]),
-                     "norm_end_std": std([float(p["norm"][-1]) for p in probes]),
                      "loss_end": mean([float(p["loss"][-1]) for p in probes]),
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
-                     "corr": [float(np.corrcoef(np.log(p["sharpness"][1:]), np.log(p["norm"][1:]))[0, 1])
+                     "norm_end": [float(p["norm"][-1]) for p in probes],
+                     "corr": [float(np.corrcoef(np.diff(np.log(p["sharpness"][1:])), np.diff(np.log(p["norm"][1:])))[0, 1])
                               for p in probes]})
     return _frame(rows, "lr", norm_start="‖g‖, step 0", norm_end="‖g‖, last step", loss_end="Loss, last step",
-                  sharp_end="Sharpness, last step", corr="Corr. of log ‖g‖, log sharpness")
+                  sharp_end="Sharpness, last step", corr="Corr. of the changes of log ‖g‖ and log sharpness")
 
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
-    """Q1.7, each network and scheme as trained: rate, epochs, test accuracy, parameters, multiply-adds per image,
-    training compute, the first epoch validation accuracy reached `target` (per seed)."""
-    return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr, "epochs": runs[0].recipe.epochs,
+    """Q1.7, each network and scheme as trained (`labels` name them): rate, test accuracy, parameters, multiply-adds,
+    training compute, the first epoch validation accuracy reached `target` (per seed), seconds per epoch."""
+    return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr,
                     **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
                     "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
-                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
-                   for key, runs in groups.items()], "network",
-                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds")
+                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
+                    "s_per_epoch": report.seconds_per_epoch(runs)} for key, runs in groups.items()], "network",
+                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
-    """Q1.7: what one change does with the rest fixed: {name: (cell changed, cell it is compared with)}, Holm over
-    the changes."""
+    """Q1.7: what one change does with the rest fixed: {name: (cell changed, cell it is compared with)}, adjusted
+    over the changes."""
     differences = _differences({name: (groups[a], groups[b]) for name, (a, b) in changes.items()})
     return _frame([{"change": name, **differences[name]} for name in changes], "change")
 
@@ -238,16 +231,20 @@ def classes(mlp: Group, cnn: Group, names: tuple[str, str] = ("MLP", "CNN")) -> 
     """Q1.7: test accuracy per class of an MLP and the CNN (mean over the seeds), and the difference; `names` head
     the two columns."""
     a, b = report.per_class(mlp), report.per_class(cnn)
-    return _frame([{"class": name, "mlp": a[name], "cnn": b[name], "diff": b[name] - a[name]} for name in CLASS_NAMES],
-                  "class", mlp=f"{names[0]} (%)", cnn=f"{names[1]} (%)", diff="Δ (points)")
+    seeds = [[report.per_class([run]) for run in runs] for runs in (mlp, cnn)]
+    found = {name: compare([s[name] for s in seeds[1]], [s[name] for s in seeds[0]], len(CLASS_NAMES))
+             for name in CLASS_NAMES}
+    return _frame([{"class": name, "mlp": a[name], "cnn": b[name], "diff": found[name].difference,
+                    "diff_ci": found[name].ci, "p": found[name].p} for name in CLASS_NAMES],
+                  "class", mlp=f"{names[0]} (%)", cnn=f"{names[1]} (%)", diff="Δ (points, CI)")
 
 
 def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.DataFrame:
     """Q1.2: the quickstart's loop unchanged (all 60,000 images in their stored order) beside this notebook's
     (55,000 images, reshuffled every epoch): test accuracy after the same epochs, and the difference."""
-    differences = _differences({lr: (loop[lr], notebook[lr]) for lr in loop})
+    differences = _differences({lr: (loop[lr], notebook[lr]) for lr in loop})  # adjusted over the rates
     return _frame([{"lr": lr, **_summary(loop[lr], prefix="quickstart"), **_summary(notebook[lr], prefix="notebook"),
-                    **differences[lr]} for lr in loop], "lr", diff="Δ quickstart − notebook (points, 95 % CI)")
+                    **differences[lr]} for lr in loop], "lr", diff="Δ quickstart − notebook (points, CI)")
 
 
 def number(column: str, value: Any) -> str:
@@ -266,8 +263,8 @@ def number(column: str, value: Any) -> str:
         text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
     elif base == "corr":
         text = f"{value:.2f}"
-    elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp")):
-        text = (f"{value:.1e}" if base.startswith(("signed", "share", "cancel")) else
+    elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp", "abs")):
+        text = (f"{value:.1e}" if base.startswith(("signed", "share", "cancel", "abs")) else
                 f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}")
     elif isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 1):
         text = f"{int(value):,}"

@@ -35,7 +35,7 @@ def check_executed(d: Deliverable) -> list[str]:
     if d.summary["profile"] != "full" or d.summary["data_sizes"] != full.data_sizes or d.summary["seeds"] != list(full.seeds):
         problems.append("the summary is not the full profile's")
     for question in QUESTIONS:
-        if len(d.prose(question)) < (200 if question == "Q1.1" else 400):
+        if len(d.prose(question)) < (100 if question == "Q1.1" else 400):
             problems.append(f"{question} has no written answer")
     if sum("image/png" in o.get("data", {}) for o in outputs) < 6:
         problems.append("fewer than 6 figures")
