@@ -24,7 +24,7 @@ STYLE = {"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.f
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
 RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.1: "#1f77b4", 0.03: "#17becf",
                0.01: "#2ca02c", 0.001: "#9467bd"}
-MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "narrow": "#17becf", "base+bn": "#8c564b",
+MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "narrow": "#2ca02c", "base+bn": "#8c564b",
                 "cnn": "#222222", "cnn short": "#e6550d"}
 SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN scheme", "short": "CNN scheme, MLP's FLOPs"}
 NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN", "narrow": "MLP 64-64"}  # Q1.7: MLPs meet the CNN
@@ -277,9 +277,10 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
         seeds(size, [list(s["abs"]) for s in stats], color(lr), "_")
         _ticks(ax, twin)
-    for ax, name in ((norm, "(e) ‖g‖, every rate"), (size, "(f) mean |g|, every rate")):
+    for ax, name, unit in ((norm, "(e) ‖g‖, every rate", "‖g‖"), (size, "(f) mean |g|, every rate", "mean |g|")):
         ax.set_yscale("log")
         ax.set_title(name)
+        ax.set_ylabel(unit)
     _ticks(norm, size)
     for ax in grid.flat:
         ax.set_xlabel("step")

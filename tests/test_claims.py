@@ -133,7 +133,7 @@ def probes(d: Deliverable, lr: str) -> list[dict]:
 # sizes, the seeds, the rates, the rule for "differ", how to reproduce), each checked against the profile or the
 # question where it is written. The intro's times (1, 3, 127 min) and run count describe the machine, not a result:
 # a student's re-run elsewhere changes them and the answers still hold (Appendix B prints the graded run's).
-SETUP = {"intro": {"784", "512", "10", "64", "55000", "5000", "100", "0", "2", "0.05", "1", "99", "129", "4000", "3",
+SETUP = {"intro": {"784", "512", "10", "64", "55000", "5000", "100", "0", "2", "0.05", "1", "99", "2.5", "4000", "3",
                    "28"},
          "Q1.1": {"1", "28", "0", "9", "3"},
          "Q1.2": {"10", "1", "0.1", "0.01", "0.001", "50", "100", "60000", "3"},
@@ -178,14 +178,18 @@ def mean_at(runs: list[dict], key: str, epoch: int) -> float:
     return statistics.mean(r[key][epoch - 1] for r in runs)
 
 
-def lr001_catch_up(d: Deliverable) -> int:
-    """The first epoch at which lr 0.01's mean validation accuracy reaches lr 0.001's after 50 epochs."""
-    slow = mean_at(long_runs(d, "0.001"), "validation_accuracy", 50)
-    return next(e for e in range(1, 151) if mean_at(long_runs(d, "0.01"), "validation_accuracy", e) >= slow)
-
-
 def first_steps_runs(d: Deliverable, lr: str) -> list[dict]:
     return [report.first_steps(History.from_dict(r)) for r in long_runs(d, lr)]
+
+
+def mean_curve(d: Deliverable, lr: str) -> list[float]:
+    """The mean over the seeds of the signed mean gradient at each of the first 100 steps."""
+    return [statistics.mean(v) for v in zip(*(p["signed"] for p in first_steps_runs(d, lr)))]
+
+
+def seconds_to(d: Deliverable, network: str) -> float:
+    """Seconds of training until validation passes 90 % (every seed at the same epoch): epoch × s / epoch."""
+    return max(value(*NET, network, "epoch")(d)) * value(*NET, network, "s_per_epoch")(d)
 
 
 def significant(question: str, table: str, key: Any, column: str = "p") -> Check:
@@ -217,27 +221,32 @@ CLAIMS: list[Claim] = [
     Claim("Q1.2", "Smaller rates, slower-falling loss (figure b).",
           holds=lambda d: mean_at(long_runs(d, "0.1"), "train_loss", 10) < mean_at(long_runs(d, "0.01"), "train_loss", 10)
           < mean_at(long_runs(d, "0.001"), "train_loss", 10), why="train loss at epoch 10"),
-    Claim("Q1.2", "At lr 1 the loss jumps within 100 steps (Q1.6; why: Q1.4).",
-          holds=lambda d: all(max(r["step_loss"][:100]) > 2 * r["step_loss"][0] for r in long_runs(d, "1")),
-          read_off=("100",)),
     Claim("Q1.2", "The quickstart's own loop (60,000 images, stored order) differs undetectably (Appendix B3).",
           holds=lambda d: all(not real(r["p"]) for r in rows(d, "B", "quickstart"))
           and all(r["data_sizes"]["train"] == 60000 for n, r in d.runs.items() if n.startswith("quickstart"))),
     # Q1.3
-    Claim("Q1.3", "Runs train 50 epochs; lr 0.01, still improving, 150",
-          holds=lambda d: all(len(r["test_accuracy"]) == (150 if lr == "0.01" else 50)
+    Claim("Q1.3", "**Rank**: fewest seeds short, then earliest, then most accurate.",
+          holds=lambda d: [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])]
+          == [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: (
+              sum(not isinstance(e, int) for e in r["epoch"]),
+              statistics.mean([e for e in r["epoch"] if isinstance(e, int)] or [math.inf]), -r["accuracy"]))],
+          why="the rank orders the rows by seeds short of 90 %, then by mean epoch, then by accuracy"),
+    Claim("Q1.3", "Runs train 50 epochs; lr 0.01 and 0.001, still improving, 150.",
+          holds=lambda d: all(len(r["test_accuracy"]) == (150 if lr in ("0.01", "0.001") else 50)
                               for lr in ("1", "0.1", "0.01", "0.001") for r in long_runs(d, lr))
-          and all(max(range(150), key=r["validation_accuracy"].__getitem__) >= 50 for r in long_runs(d, "0.01")),
+          and all(max(range(150), key=r["validation_accuracy"].__getitem__) >= 50
+                  for lr in ("0.01", "0.001") for r in long_runs(d, lr)),
           why="epochs run; lr 0.01's best validation epoch after 50", read_off=("150",)),
-    Claim("Q1.3", "(for lr 0.001, too slow, 150 would not reach 90 %)",
-          holds=lambda d: lr001_catch_up(d) * 150 / 50 < min(value("Q1.3", "epochs", 0.01, "epoch")(d)),
-          why="at lr 0.01's pace to lr 0.001's 50-epoch accuracy, 150 epochs stay short of lr 0.01's crossing"),
     Claim("Q1.3", "**Validation accuracy reaches 90 % after 38–44 epochs at lr 0.1 and 101–129 at lr 0.01; at lr 0.001 "
-                  "and 1 not within 50.**",
-          {"38–44": span("Q1.3", "epochs", 0.1, "epoch"), "101–129": span("Q1.3", "epochs", 0.01, "epoch")},
-          lambda d: all(e == "> 50" for lr in (0.001, 1.0) for e in value("Q1.3", "epochs", lr, "epoch")(d))
+                  "not within 150 (best 86.36–86.44 %), at lr 1 not within 50.**",
+          {"38–44": span("Q1.3", "epochs", 0.1, "epoch"), "101–129": span("Q1.3", "epochs", 0.01, "epoch"),
+           "86.36–86.44": computed(lambda d: "–".join(tables.number("accuracy", f(value("Q1.3", "crossings", 0.001,
+                                                                                      "best_validation")(d)))
+                                                    for f in (min, max)), "Q1.3 crossings[0.001].best_validation")},
+          lambda d: all(e == "> 150" for e in value("Q1.3", "epochs", 0.001, "epoch")(d))
+          and all(e == "> 50" for e in value("Q1.3", "epochs", 1.0, "epoch")(d))
           and [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])] == [0.1, 0.01, 0.001, 1.0]),
-    Claim("Q1.3", "Test accuracy then is 89.60 ± 0.30 % and 89.02 ± 0.29 %; no test accuracy ever reaches 90 %.",
+    Claim("Q1.3", "Test accuracy then: 89.60 ± 0.30 % and 89.02 ± 0.29 %; no test accuracy ever reaches 90 %.",
           {"89.60 ± 0.30": cell("Q1.3", "epochs", 0.1, "accuracy"), "89.02 ± 0.29": cell("Q1.3", "epochs", 0.01, "accuracy")},
           lambda d: all(e is None for r in rows(d, "Q1.3", "crossings") for e in r["test_epoch"])),
     Claim("Q1.3", "Train accuracy crosses far earlier (epochs 9–12 and 41–42): the network fits its images before it "
@@ -245,25 +254,22 @@ CLAIMS: list[Claim] = [
           {"9–12": span("Q1.3", "crossings", 0.1, "train_epoch"), "41–42": span("Q1.3", "crossings", 0.01, "train_epoch")},
           lambda d: all(t < v for lr in (0.1, 0.01) for t, v in zip(value("Q1.3", "crossings", lr, "train_epoch")(d),
                                                                      value("Q1.3", "crossings", lr, "validation_epoch")(d)))),
-    Claim("Q1.3", "lr 0.001 needs 50 epochs to reach lr 0.01's validation error at epoch 5–6 (figure a).",
-          holds=lambda d: lr001_catch_up(d) in (5, 6), why="the epoch at which lr 0.01's mean validation accuracy "
-          "first reaches lr 0.001's at 50", read_off=("5", "6")),
-    Claim("Q1.3", "lr 1's network is dead (Q1.4).", holds=lambda d: value("Q1.4", "tables", 1.0, "silent")(d) > 0.99),
     # Q1.4
     Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03; the reference is the best of the search 0.5–0.03 "
                   "(Appendix B1).",
           holds=lambda d: {0.7, 0.5, 0.3, 0.03} <= {r["lr"] for r in rows(d, "Q1.4", "learning_rates")}
           and row(d, "B", "searches", "base (Q1.4, Q1.5, Q1.7)")["lr"] == [0.5, 0.3, 0.1, 0.03]
           and row(d, "B", "searches", "base (Q1.4, Q1.5, Q1.7)")["chosen"] == 0.1),
-    Claim("Q1.4", "**Both tables rank the rates alike; Q1.3's extra epochs help the small rates** (+11.98 ± 1.91 points "
+    Claim("Q1.4", "**Both tables rank the rates alike; Q1.3's extra epochs help the small rates** (+14.66 ± 1.87 points "
                   "at lr 0.001, +5.20 ± 1.85 at 0.01; at 0.1 not detectably).",
-          {"+11.98 ± 1.91": cell("Q1.4", "tables", 0.001, "gain"), "+5.20 ± 1.85": cell("Q1.4", "tables", 0.01, "gain")},
+          {"+14.66 ± 1.87": cell("Q1.4", "tables", 0.001, "gain"), "+5.20 ± 1.85": cell("Q1.4", "tables", 0.01, "gain")},
           lambda d: [r["lr"] for r in sorted(rows(d, "Q1.4", "tables"), key=lambda r: -r["after_10"])]
           == [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])]
           and all(abs(row(d, "Q1.4", "tables", lr)["gain"]) > row(d, "Q1.4", "tables", lr)["gain_ci"] for lr in (0.01, 0.001))
           and abs(row(d, "Q1.4", "tables", 0.1)["gain"]) <= row(d, "Q1.4", "tables", 0.1)["gain_ci"],
           why="Q1.2's order is Q1.3's rank; the intervals of the gains exclude 0 at 0.01 and 0.001, not at 0.1"),
-    Claim("Q1.4", "(the largest Hessian eigenvalue of the loss on 1,024 training images)",
+    Claim("Q1.4", "(the largest Hessian eigenvalue of the loss on 1,024 training images) fits both: full-batch descent "
+                  "overshoots along a direction whose curvature exceeds 2 / lr (for SGD a guide, not a law).",
           holds=lambda d: all(r["recipe"]["probe_images"] == 1024 for lr in ("1", "0.1", "0.01", "0.001")
                               for r in long_runs(d, lr)), read_off=("1024",)),
     Claim("Q1.4", "Networks start flat (λ ≈ 1.3), then sharpen (figure a).",
@@ -291,11 +297,12 @@ CLAIMS: list[Claim] = [
           lambda d: all(r["validation_loss"][49] > min(r["validation_loss"]) for r in long_runs(d, "0.1"))
           and all(b > l for b, l in zip(value("Q1.3", "crossings", 0.1, "best_epoch")(d),
                                         value("Q1.4", "tables", 0.1, "lowest_loss")(d)))),
-    Claim("Q1.4", "**lr 0.01 and 0.001** stay below their limits (0.699 and 0.0442 of them): stable, slow.",
-          {"0.699": bare("Q1.4", "tables", 0.01, "edge"), "0.0442": bare("Q1.4", "tables", 0.001, "edge")},
+    Claim("Q1.4", "**lr 0.01 and 0.001** stay below their limits (0.699 and 0.0658 of them): stable, slow.",
+          {"0.699": bare("Q1.4", "tables", 0.01, "edge"), "0.0658": bare("Q1.4", "tables", 0.001, "edge")},
           lambda d: value("Q1.4", "tables", 0.01, "edge")(d) < 1 and value("Q1.4", "tables", 0.001, "edge")(d) < 1),
-    Claim("Q1.4", "after 10 epochs 0.1 to 0.5 are indistinguishable (p = 1.00).",
-          {"1.00": shown_p("Q1.4", "learning_rates", 0.3)},
+    Claim("Q1.4", "after 10 epochs three seeds cannot order 0.1–0.5 (± 4.4–4.6 points).",
+          {"4.4–4.6": computed(lambda d: "–".join(f"{100 * f(row(d, 'Q1.4', 'learning_rates', lr)['diff_ci'] for lr in (0.3, 0.5)):.1f}"
+                                                  for f in (min, max)), "Q1.4 learning_rates: diff_ci at 0.3, 0.5")},
           lambda d: all(cannot_tell(row(d, "Q1.4", "learning_rates", lr)) for lr in (0.3, 0.5))),
     # Q1.5
     Claim("Q1.5", "*narrow* (64-64) has the CNN's size",
@@ -316,8 +323,9 @@ CLAIMS: list[Claim] = [
           and all(fmt(row(d, "Q1.5", "structures", s)["multiply_adds"] / row(d, "Q1.5", "structures", "base")["multiply_adds"])
                   == fmt(row(d, "Q1.5", "structures", s)["params"] / row(d, "Q1.5", "structures", "base")["params"])
                   for s in ("wider", "deeper"))),
-    Claim("Q1.5", "each fits about 90 % of its training images; given 50 epochs the large MLPs fit about 97 %, the narrow "
-                  "one 93.44 % (at each best validation epoch).",
+    Claim("Q1.5", "**At 10 epochs the budget binds first:** each fits about 90 % of its training images; given 50 epochs "
+                  "the large MLPs fit about 97 %, the narrow one 93.44 % (at each best validation epoch): there capacity "
+                  "limits only the narrow one.",
           {"93.44": bare("Q1.5", "capacity", "narrow", "train_end")},
           lambda d: all(abs(r["train_10"] - 0.90) < 0.02 for r in rows(d, "Q1.5", "capacity"))
           and all(abs(row(d, "Q1.5", "capacity", s)["train_end"] - 0.97) < 0.005 for s in ("base", "deeper", "wider")),
@@ -332,21 +340,26 @@ CLAIMS: list[Claim] = [
     # Q1.6
     Claim("Q1.6", "**The mean of the gradients is tiny: their sum is 3.5e−02 of the sum of their sizes.**",
           {"3.5e−02": bare("Q1.6", "layers", "all", "cancel")}),
-    Claim("Q1.6", "Over 100 steps it drifts down at lr 0.001 (p < 0.001) and up at lr 0.1 (p = 0.04; a dip that "
-                  "recovers, figure b); at lr 1 and 0.01 three seeds cannot tell.",
+    Claim("Q1.6", "At the demo rate it falls from about 0 to below 0 over 100 steps (p < 0.001): it *decreases*, as the "
+                  "hint says, but its size grows.",
+          holds=lambda d: value(*FS, 0.001, "signed_change")(d) < 0 and value(*FS, 0.001, "signed_p")(d) < 0.001
+          and (lambda m: abs(np.mean(m[:10])) < abs(np.mean(m[-10:])) and np.mean(m[-10:]) < 0)(mean_curve(d, "0.001")),
+          why="the declared trend at lr 0.001; its mean curve's last 10 steps below 0 and larger in size than its first 10"),
+    Claim("Q1.6", "At lr 0.1 it dips and recovers (figure b; declared linear trend: up, p = 0.04); at lr 1 and 0.01 "
+                  "three seeds cannot tell.",
           {"0.04": shown_p(*FS, 0.1, "signed_p")},
-          lambda d: value(*FS, 0.001, "signed_change")(d) < 0 < value(*FS, 0.1, "signed_change")(d)
-          and value(*FS, 0.001, "signed_p")(d) < 0.001 and real(value(*FS, 0.1, "signed_p")(d))
+          lambda d: value(*FS, 0.1, "signed_change")(d) > 0 and real(value(*FS, 0.1, "signed_p")(d))
           and not any(real(value(*FS, lr, "signed_p")(d)) for lr in (1.0, 0.01))
-          and (lambda m: min(m) < m[0] and int(np.argmin(m)) < 50 and abs(m[-1]) < abs(min(m)) / 2)([statistics.mean(v) for v in zip(*(
-              p["signed"] for p in first_steps_runs(d, "0.1")))]),
+          and (lambda m: min(m) < m[0] and int(np.argmin(m)) < 50 and abs(m[-1]) < abs(min(m)) / 2)(mean_curve(d, "0.1")),
           why="the signs and p of the trends; lr 0.1's mean curve dips in the first 50 steps and ends within half the dip"),
-    Claim("Q1.6", "‖g‖ and mean |g| change detectably at no rate (p ≥ 0.08); at lr 0.001 even the loss barely moves "
-                  "(−0.014).",
+    Claim("Q1.6", "The sizes do not decrease: ‖g‖ rises in every seed at lr 0.1 and 0.01 (figure e), undetectably after "
+                  "adjustment (p ≥ 0.08); at lr 0.001 the loss barely moves (−0.014).",
           {"0.08": computed(lambda d: tables.number("p", min(r[c] for r in rows(d, *FS) for c in ("norm_p", "abs_p"))),
                             "Q1.6 first_steps: the lowest norm_p/abs_p"),
            "−0.014": bare(*FS, 0.001, "loss_change")},
-          lambda d: not any(real(r[c]) for r in rows(d, *FS) for c in ("norm_p", "abs_p"))),
+          lambda d: not any(real(r[c]) for r in rows(d, *FS) for c in ("norm_p", "abs_p"))
+          and all(report.slope(p["norm"]) > 0 for lr in ("0.1", "0.01") for p in first_steps_runs(d, lr)),
+          why="no norm or mean-|g| trend significant; every seed's ‖g‖ trend positive at lr 0.1 and 0.01"),
     Claim("Q1.6", "so the output layer's gradient sums to zero (|Σg| / Σ|g| = 1.9e−08, rounding); the hidden layers' "
                   "entries mostly cancel.",
           {"1.9e−08": bare("Q1.6", "layers", "3", "cancel")},
@@ -356,7 +369,7 @@ CLAIMS: list[Claim] = [
                   "at lr 1 (silent units).",
           holds=lambda d: all(p["norm"][-1] > p["norm"][0] for lr in ("0.1", "0.01", "0.001") for p in probes(d, lr))
           and all(p["norm"][-1] < p["norm"][0] for p in probes(d, "1"))),
-    Claim("Q1.6", "their changes correlate at lr 1, 0.1 and 0.01 (0.34–0.94), not at 0.001.",
+    Claim("Q1.6", "their changes between checkpoints correlate at lr 1, 0.1 and 0.01 (0.34–0.94), not at 0.001.",
           {"0.34–0.94": computed(lambda d: "–".join(f"{f(c for lr in (1.0, 0.1, 0.01) for c in value('Q1.6', 'probe', lr, 'corr')(d)):.2f}"
                                                     for f in (min, max)), "Q1.6 probe: corr range at lr 1, 0.1, 0.01")},
           lambda d: max(value("Q1.6", "probe", 0.001, "corr")(d)) < 0.2
@@ -373,21 +386,21 @@ CLAIMS: list[Claim] = [
           lambda d: max(rows(d, *NET), key=lambda r: r["accuracy"])["network"] == "CNN, CNN scheme"
           and round(value(*NET, "MLP, demo scheme", "params")(d) / value(*NET, "CNN, CNN scheme", "params")(d)) == 12,
           why="the best; a twelfth"),
-    Claim("Q1.7", "Under the same scheme it beats the MLP by 3.21 ± 0.21 points: BatchNorm gives 1.09 ± 0.34, "
-                  "convolutions and pooling 2.12 ± 0.37 (p ≤ 0.001).",
+    Claim("Q1.7", "Under the same scheme it beats the MLP by 3.21 ± 0.21 points: BatchNorm in the MLP gives 1.09 ± 0.34, "
+                  "the rest of the CNN (convolutions, pooling, depth) 2.12 ± 0.37 (p ≤ 0.001).",
           {"3.21 ± 0.21": plain(*EFF, "CNN instead of MLP, CNN scheme", "diff"),
            "1.09 ± 0.34": plain(*EFF, "BatchNorm in the MLP, CNN scheme", "diff"),
            "2.12 ± 0.37": plain(*EFF, "CNN instead of MLP+BN, CNN scheme", "diff")},
           lambda d: all(value(*EFF, c, "p")(d) <= 0.0015 for c in (
               "CNN instead of MLP, CNN scheme", "BatchNorm in the MLP, CNN scheme", "CNN instead of MLP+BN, CNN scheme")),
           why="each p, as shown, at most 0.001"),
-    Claim("Q1.7", "Under the demo scheme its lead over the MLP (+2.67 ± 4.04) and over the 64-64 MLP of its size "
-                  "(+3.94 ± 6.34) is not detectable.",
+    Claim("Q1.7", "Under the demo scheme its lead over the MLP (+2.67 ± 4.04) and over the 64-64 MLP (+3.94 ± 6.34) "
+                  "is not detectable.",
           {"+2.67 ± 4.04": cell(*EFF, "CNN instead of MLP, demo scheme", "diff"),
            "+3.94 ± 6.34": cell(*EFF, "CNN instead of an MLP of its size, demo scheme", "diff")},
           lambda d: all(cannot_tell(row(d, *EFF, c)) for c in (
               "CNN instead of MLP, demo scheme", "CNN instead of an MLP of its size, demo scheme"))),
-    Claim("Q1.7", "under the demo scheme (batch 64 for both) validation passes 90 % after 4–5 epochs, which no plain MLP "
+    Claim("Q1.7", "**It converges in fewer epochs, not seconds:** under the demo scheme (batch 64 for both) validation passes 90 % after 4–5 epochs, which no plain MLP "
                   "does in 10;",
           {"4–5": span(*NET, "CNN, demo scheme", "epoch")},
           lambda d: all(e is None for n in ("MLP, demo scheme", "MLP, CNN scheme", "MLP 64-64, demo scheme")
@@ -396,13 +409,14 @@ CLAIMS: list[Claim] = [
           {"91.60 ± 0.19": cell(*NET, SHORT, "accuracy"),
            "1.57 ± 0.91": plain(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN", "diff")},
           significant(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN")),
-    Claim("Q1.7", "Its epochs take longer on a CPU (s / epoch).",
-          holds=lambda d: value(*NET, "CNN, CNN scheme", "s_per_epoch")(d) > value(*NET, "MLP, CNN scheme", "s_per_epoch")(d)),
-    Claim("Q1.7", "It gains detectably on 5 of 10 classes, most on Pullover (+5.10 ± 2.45 points, Appendix B2).",
-          {"+5.10 ± 2.45": cell("B", "classes", "Pullover", "diff"),
-           "5": computed(lambda d: str(sum(real(r["p"]) and r["diff"] > 0 for r in rows(d, "B", "classes"))),
-                         "B classes: the count with p < 0.05")},
-          lambda d: max(rows(d, "B", "classes"), key=lambda r: r["diff"])["class"] == "Pullover"),
+    Claim("Q1.7", "MLP+BN passes 90 % sooner on a CPU: epoch 9 against 7, but a CNN epoch takes 3.3 times as long.",
+          {"9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch"),
+           "7": computed(lambda d: str(max(value(*NET, "CNN, CNN scheme", "epoch")(d))), "Q1.7 networks: CNN epoch"),
+           "3.3": computed(lambda d: fmt(value(*NET, "CNN, CNN scheme", "s_per_epoch")(d)
+                                         / value(*NET, "MLP+BN, CNN scheme", "s_per_epoch")(d)), "s / epoch ratio")},
+          lambda d: seconds_to(d, "MLP+BN, CNN scheme") < seconds_to(d, "CNN, CNN scheme")
+          and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1 == len(set(value(*NET, "CNN, CNN scheme", "epoch")(d))),
+          why="epoch × s / epoch, each network's seeds crossing at one epoch"),
 ]
 
 
@@ -480,8 +494,9 @@ def test_the_answers_take_at_most_1300_words(committed):
 
 
 def test_the_hint_is_named_and_both_readings_answered(committed):
-    """The question quotes the hint, and the answer takes it both ways: as the signed mean and as the size ‖g‖."""
+    """The question quotes the hint, and the answer takes it both ways: as the signed mean and as the sizes."""
     question = " ".join(line.lstrip("> ") for c in committed.sections()["Q1.6"] if c["cell_type"] == "markdown"
                         for line in "".join(c["source"]).splitlines())
     prose = committed.prose("Q1.6")
-    assert '"the mean of the gradients decrease"' in question and "signed mean" in prose and "‖g‖" in prose
+    assert '"the mean of the gradients decrease"' in question and "*decreases*, as the hint says" in prose \
+        and "The sizes do not decrease" in prose

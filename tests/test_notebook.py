@@ -35,7 +35,7 @@ def check_executed(d: Deliverable) -> list[str]:
     if d.summary["profile"] != "full" or d.summary["data_sizes"] != full.data_sizes or d.summary["seeds"] != list(full.seeds):
         problems.append("the summary is not the full profile's")
     for question in QUESTIONS:
-        if len(d.prose(question)) < (100 if question == "Q1.1" else 400):
+        if len(d.prose(question)) < (100 if question == "Q1.1" else 250):
             problems.append(f"{question} has no written answer")
     if sum("image/png" in o.get("data", {}) for o in outputs) < 6:
         problems.append("fewer than 6 figures")
@@ -133,6 +133,7 @@ def test_a_students_own_rerun_on_another_machine_passes_and_a_changed_number_nam
         assert not check(same), check.__name__  # provenance (CPU, times, run counts) is never checked
     def other_numbers(summary):  # noqa: E306 -- another re-run whose Q1.5 came out the other way round
         for row in summary["Q1.5"]["structures"]:
-            row["accuracy"] = {"base": 0.80, "deeper": 0.95, "wider": 0.96}[row["structure"]]
+            row["accuracy"] = {"base": 0.80, "deeper": 0.95, "wider": 0.96, "narrow": 0.97}[row["structure"]]
+            row["p"] = None if row["structure"] == "base" else 0.001
     problems = check_claims(student_rerun(tmp_path, other_numbers))
     assert problems and all(p.startswith("Q1.") and "'" in p for p in problems), problems  # each names a sentence

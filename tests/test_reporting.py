@@ -567,3 +567,12 @@ def test_the_commit_line_names_the_repository_where_there_is_one(tmp_path):
     git_in(tmp_path)("remote", "set-url", "origin", "https://someone:ghp_secret@example.org/someone/assignment3.git")
     assert "secret" not in summary.commit_line(tmp_path)  # a token in the URL is not printed into the PDF
     assert "https://example.org/someone/assignment3.git" in summary.commit_line(tmp_path)
+
+
+def test_the_reporting_modules_import_no_runner():
+    """Tables, figures, statistics and the summary read Histories; they never import what trains them."""
+    from helpers import sourcecode
+    runners = {"experiments.py", "pool.py", "workers.py"}
+    for module in (plotting, report, summary, tables):
+        imported = {path.name for path in sourcecode.closure(module)}  # directly or through another module
+        assert not imported & runners, (module.__name__, imported & runners)
