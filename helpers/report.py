@@ -14,7 +14,6 @@ from typing import Any, Callable
 import numpy as np
 from scipy import stats
 
-from .data import CLASS_NAMES
 from .gradients import SUMS
 from .training import History, first_reaching
 
@@ -89,7 +88,7 @@ class Difference:
 def _tested(test: Callable[[], Any], difference: float, tests: int) -> Difference:
     """A scipy t-test's interval and p-value, Bonferroni-adjusted for a family of `tests` (with no spread at all the
     difference is exact)."""
-    with warnings.catch_warnings():  # no spread: scipy warns and gives nan
+    with warnings.catch_warnings():  # no spread: scipy warns, the p-value is undefined
         warnings.simplefilter("ignore", RuntimeWarning)
         result = test()
     if math.isnan(result.pvalue):
@@ -162,12 +161,6 @@ def seconds_per_epoch(runs: Group) -> float:
 def distinct_predictions(run: History) -> int | None:
     """How many different classes the final model predicts over the test set (None: diverged)."""
     return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else None
-
-
-def per_class(runs: Group) -> dict[str, float]:
-    """Test accuracy per class (the share of each class's images predicted right), mean over the runs."""
-    rows = [[row[c] / sum(row) for c, row in enumerate(run.confusion)] for run in runs if run.confusion]
-    return {name: statistics.fmean(r[c] for r in rows) for c, name in enumerate(CLASS_NAMES)}
 
 
 def training_tflop(run: History) -> list[float]:

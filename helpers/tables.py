@@ -11,18 +11,17 @@ import numpy as np
 import pandas as pd
 
 from . import report
-from .data import CLASS_NAMES
 from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
            "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
            "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch", "seeds": "Seeds",
-           "network": "Network", "change": "Change (the rest fixed)", "search": "Search", "class": "Class",
+           "network": "Network", "change": "Change (the rest fixed)", "search": "Search",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
            "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
-           "mlp": "Best MLP (%)", "cnn": "CNN (%)", "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
+           "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
            "chosen": "Chosen", "epochs": "Epochs", "tflop": "Training TFLOP"}
-PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook", "mlp", "cnn",
+PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook",
            "after_10", "at_epoch", "train_10", "test_10", "train_end", "test_end", "gain", "score", "silent")
 
 
@@ -225,18 +224,6 @@ def search(searches: dict[str, Any]) -> pd.DataFrame:
                     "score": [mean([report.selection_score(r)[0] for r in runs]) for runs in found.runs.values()],
                     "chosen": found.chosen} for name, found in searches.items()], "search",
                   lr="Rates tried", score="Validation, selection seed (%)")
-
-
-def classes(mlp: Group, cnn: Group, names: tuple[str, str] = ("MLP", "CNN")) -> pd.DataFrame:
-    """Q1.7: test accuracy per class of an MLP and the CNN (mean over the seeds), and the difference; `names` head
-    the two columns."""
-    a, b = report.per_class(mlp), report.per_class(cnn)
-    seeds = [[report.per_class([run]) for run in runs] for runs in (mlp, cnn)]
-    found = {name: compare([s[name] for s in seeds[1]], [s[name] for s in seeds[0]], len(CLASS_NAMES))
-             for name in CLASS_NAMES}
-    return _frame([{"class": name, "mlp": a[name], "cnn": b[name], "diff": found[name].difference,
-                    "diff_ci": found[name].ci, "p": found[name].p} for name in CLASS_NAMES],
-                  "class", mlp=f"{names[0]} (%)", cnn=f"{names[1]} (%)", diff="Δ (points, CI)")
 
 
 def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.DataFrame:

@@ -215,13 +215,12 @@ CLAIMS: list[Claim] = [
           holds=lambda d: [r["lr"] for r in sorted(rows(d, "Q1.2", "accuracy"), key=lambda r: -(r["accuracy"] or 0))]
           == [0.1, 0.01, 0.001, 1.0] and all(r["test_accuracy"][9] < report.LEARNED for r in long_runs(d, "1")),
           why="the order of the means; no lr-1 seed at 50 % after epoch 10"),
-    Claim("Q1.2", "Three seeds cannot tell 0.1 from 0.01 (p = 0.11, Q1.4).",
-          {"0.11": shown_p("Q1.4", "learning_rates", 0.01)},
-          lambda d: cannot_tell(row(d, "Q1.4", "learning_rates", 0.01))),
+    Claim("Q1.2", "Three seeds cannot tell 0.1 from 0.01 (Q1.4).",
+          holds=lambda d: cannot_tell(row(d, "Q1.4", "learning_rates", 0.01))),
     Claim("Q1.2", "Smaller rates, slower-falling loss (figure b).",
           holds=lambda d: mean_at(long_runs(d, "0.1"), "train_loss", 10) < mean_at(long_runs(d, "0.01"), "train_loss", 10)
           < mean_at(long_runs(d, "0.001"), "train_loss", 10), why="train loss at epoch 10"),
-    Claim("Q1.2", "The quickstart's own loop (60,000 images, stored order) differs undetectably (Appendix B3).",
+    Claim("Q1.2", "The quickstart's own loop (60,000 images, stored order) differs undetectably (Appendix B2).",
           holds=lambda d: all(not real(r["p"]) for r in rows(d, "B", "quickstart"))
           and all(r["data_sizes"]["train"] == 60000 for n, r in d.runs.items() if n.startswith("quickstart"))),
     # Q1.3
