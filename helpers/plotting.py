@@ -297,8 +297,9 @@ def first_steps(groups: dict[float, Group]) -> Figure:
 @figure
 def probe(groups: dict[float, Group], title: str) -> Figure:
     """Q1.6 through the whole run, on the probe batch (the same training images at every checkpoint), per rate (mean
-    over the seeds): (a) the norm ‖g‖ of its gradient; (b) ‖g‖ against the sharpness at every checkpoint after step
-    0, each seed (log scales); (c) the mean of the gradient entries over the mean of their sizes, |mean g| / mean |g|."""
+    over the seeds), lettered after first_steps' (a–f): (g) the norm ‖g‖ of its gradient; (h) ‖g‖ against the
+    sharpness at every checkpoint after step 0, each seed (log scales); (i) the mean of the gradient entries over the
+    mean of their sizes, |mean g| / mean |g|."""
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.95))
     for lr, runs in groups.items():
         probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None]
@@ -308,7 +309,7 @@ def probe(groups: dict[float, Group], title: str) -> Figure:
             for p in probes:
                 axes[1].plot(p["sharpness"][1:], p["norm"][1:], ".", color=color(lr), ms=2.5)
             seeds(axes[2], [list(np.abs(p["signed"]) / p["abs"]) for p in probes], color(lr), "_", x=x, band=False)
-    for ax, name in zip(axes, ("(a) ‖g‖", "(b) ‖g‖ against the sharpness", "(c) |mean g| / mean |g|")):
+    for ax, name in zip(axes, ("(g) ‖g‖", "(h) ‖g‖ against the sharpness", "(i) |mean g| / mean |g|")):
         ax.set_title(name)
         ax.set_yscale("log")
     for ax in (axes[0], axes[2]):

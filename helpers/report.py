@@ -150,7 +150,8 @@ def selection_score(run: History) -> tuple[float, float]:
     last = 3 if run.recipe.schedule == "constant" else 1
     if run.diverged or not run.validation_accuracy:
         return 0.0, -math.inf
-    return statistics.fmean(run.validation_accuracy[-last:]), -statistics.fmean(run.validation_loss[-last:])
+    accuracy, loss = (statistics.fmean(series[-last:]) for series in (run.validation_accuracy, run.validation_loss))
+    return accuracy, -loss
 
 
 def seconds_per_epoch(runs: Group) -> float:
