@@ -40,7 +40,7 @@ class Profile:
     def describe(self) -> str:
         """One line: the data and epochs of this profile."""
         return (f"{self.name} profile: {self.train_samples:,} train, {self.validation_samples:,} validation, "
-                f"{self.test_samples:,} test images; {self.epochs} epochs (Q1.3, Q1.5: {self.max_epochs}; slower rates longer)")
+                f"{self.test_samples:,} test images; {self.epochs} epochs (Q1.3, Q1.5: {self.max_epochs}+)")
 
     @property
     def data_sizes(self) -> dict[str, int]:
