@@ -187,13 +187,6 @@ def mean_curve(d: Deliverable, lr: str) -> list[float]:
     return [statistics.mean(v) for v in zip(*(p["signed"] for p in first_steps_runs(d, lr)))]
 
 
-def structure_runs(d: Deliverable, structure: str) -> list[dict]:
-    """Q1.5's 50-epoch runs of a structure at its rate (seeds 0–2)."""
-    prefix = "long_lr" if structure == "base" else f"{structure}_lr"
-    lr = value("Q1.5", "capacity", structure, "lr")(d)
-    return [d.runs[f"{prefix}{lr:g}_seed{seed}"] for seed in (0, 1, 2)]
-
-
 def seconds_to(d: Deliverable, network: str) -> float:
     """Seconds of training until validation passes 90 % (every seed at the same epoch): epoch × s / epoch."""
     return max(value(*NET, network, "epoch")(d)) * value(*NET, network, "s_per_epoch")(d)
@@ -252,9 +245,9 @@ CLAIMS: list[Claim] = [
           lambda d: all(e == "> 150" for e in value("Q1.3", "epochs", 0.001, "epoch")(d))
           and all(e == "> 50" for e in value("Q1.3", "epochs", 1.0, "epoch")(d))
           and [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])] == [0.1, 0.01, 0.001, 1.0]),
-    Claim("Q1.3", "Test accuracy then: 89.60 ± 0.30 % and 89.02 ± 0.29 %; no test accuracy ever reaches 90 %.",
+    Claim("Q1.3", "Test accuracy then: 89.60 ± 0.30 % and 89.02 ± 0.29 %; no test accuracy reaches 90 % within its budget.",
           {"89.60 ± 0.30": cell("Q1.3", "epochs", 0.1, "accuracy"), "89.02 ± 0.29": cell("Q1.3", "epochs", 0.01, "accuracy")},
-          lambda d: all(e is None for r in rows(d, "Q1.3", "crossings") for e in r["test_epoch"])),
+          lambda d: all(isinstance(e, str) and e.startswith("> ") for r in rows(d, "Q1.3", "epochs") for e in r["test_epoch"])),
     Claim("Q1.3", "Train accuracy crosses far earlier (epochs 9–12 and 41–42): the network fits its images before it "
                   "generalises.",
           {"9–12": span("Q1.3", "crossings", 0.1, "train_epoch"), "41–42": span("Q1.3", "crossings", 0.01, "train_epoch")},
@@ -329,19 +322,15 @@ CLAIMS: list[Claim] = [
           and all(fmt(row(d, "Q1.5", "structures", s)["multiply_adds"] / row(d, "Q1.5", "structures", "base")["multiply_adds"])
                   == fmt(row(d, "Q1.5", "structures", s)["params"] / row(d, "Q1.5", "structures", "base")["params"])
                   for s in ("wider", "deeper"))),
-    Claim("Q1.5", "**At 10 epochs the budget binds first:** each fits about 90 % of its training images; given 50 epochs "
-                  "the large MLPs fit about 97 %, the narrow one 93.44 % (at each best validation epoch, 33–46): "
-                  "capacity limits only the narrow one's fit.",
-          {"93.44": bare("Q1.5", "capacity", "narrow", "train_end"),
+    Claim("Q1.5", "**At 10 epochs the budget binds first:** each fits 88–90 % of its training images; given 50 epochs "
+                  "the large MLPs fit about 97 %, the narrow one 93.44 % (at each best validation epoch, 33–46).",
+          {"88–90": computed(lambda d: "–".join(str(round(100 * f(r["train_10"] for r in rows(d, "Q1.5", "capacity"))))
+                                                for f in (min, max)), "Q1.5 capacity: train_10 range"),
+           "93.44": bare("Q1.5", "capacity", "narrow", "train_end"),
            "33–46": computed(lambda d: "–".join(str(f(e for r in rows(d, "Q1.5", "capacity") for e in r["best_epoch"]))
                                                 for f in (min, max)), "Q1.5 capacity: best_epoch range")},
-          lambda d: all(abs(r["train_10"] - 0.90) < 0.02 for r in rows(d, "Q1.5", "capacity"))
-          and all(abs(row(d, "Q1.5", "capacity", s)["train_end"] - 0.97) < 0.005 for s in ("base", "deeper", "wider"))
-          and (lambda t: t.significant and t.difference < 0)(report.compare(*[
-              [r["train_accuracy"][int(np.argmax(r["validation_accuracy"]))] for r in structure_runs(d, s)]
-              for s in ("narrow", "base")])),
-          why="train accuracy at each best validation epoch: the narrow MLP's below the base's (Welch)",
-          read_off=("90", "97")),
+          lambda d: all(abs(row(d, "Q1.5", "capacity", s)["train_end"] - 0.97) < 0.005 for s in ("base", "deeper", "wider")),
+          read_off=("97",)),
     Claim("Q1.5", "There wider and deeper are still not detectably better on test images (+0.38 ± 0.88, +0.12 ± 0.71 "
                   "points), nor narrow worse (p = 0.12); all overfit in loss after epochs 10–26 (lowest "
                   "validation loss).",
@@ -367,14 +356,13 @@ CLAIMS: list[Claim] = [
           and (lambda m: np.mean(m[-10:]) < np.mean(m[:10]))(mean_curve(d, "0.01")),
           why="the signs and p of the trends; lr 0.1's mean curve dips in the first 50 steps and ends within half the "
               "dip; lr 0.01's ends below its start"),
-    Claim("Q1.6", "The sizes show no detectable decrease (p ≥ 0.08); ‖g‖ rises at lr 0.1 and 0.01 (figure e); at lr "
-                  "0.001 the loss barely moves (−0.014).",
+    Claim("Q1.6", "The sizes show no detectable change (p ≥ 0.08, figure e–f); at lr 0.001 the loss barely moves "
+                  "(−0.014).",
           {"0.08": computed(lambda d: tables.number("p", min(r[c] for r in rows(d, *FS) for c in ("norm_p", "abs_p"))),
                             "Q1.6 first_steps: the lowest norm_p/abs_p"),
            "−0.014": bare(*FS, 0.001, "loss_change")},
-          lambda d: not any(real(r[c]) for r in rows(d, *FS) for c in ("norm_p", "abs_p"))
-          and all(report.slope(p["norm"]) > 0 for lr in ("0.1", "0.01") for p in first_steps_runs(d, lr)),
-          why="no norm or mean-|g| trend significant; every seed's ‖g‖ trend positive at lr 0.1 and 0.01"),
+          lambda d: not any(real(r[c]) for r in rows(d, *FS) for c in ("norm_p", "abs_p")),
+          why="no norm or mean-|g| trend significant"),
     Claim("Q1.6", "so the output layer's gradient sums to zero (|Σg| / Σ|g| = 1.9e−08, rounding); the hidden layers' "
                   "entries mostly cancel in these steps.",
           {"1.9e−08": bare("Q1.6", "layers", "3", "cancel")},
@@ -406,7 +394,7 @@ CLAIMS: list[Claim] = [
           and round(value(*NET, "MLP, demo scheme", "params")(d) / value(*NET, "CNN, CNN scheme", "params")(d)) == 12,
           why="the best; a twelfth"),
     Claim("Q1.7", "Under the same scheme it beats the MLP by 3.21 ± 0.21 points: BatchNorm in the MLP gives 1.09 ± 0.34, "
-                  "the rest of the CNN (convolutions, pooling, depth) 2.12 ± 0.37 (p ≤ 0.001).",
+                  "the rest of the CNN (convolutions, pooling, depth) 2.12 ± 0.37 (p ≤ 0.001; one order of adding them).",
           {"3.21 ± 0.21": plain(*EFF, "CNN instead of MLP, CNN scheme", "diff"),
            "1.09 ± 0.34": plain(*EFF, "BatchNorm in the MLP, CNN scheme", "diff"),
            "2.12 ± 0.37": plain(*EFF, "CNN instead of MLP+BN, CNN scheme", "diff")},
@@ -519,4 +507,4 @@ def test_the_hint_is_named_and_both_readings_answered(committed):
                         for line in "".join(c["source"]).splitlines())
     prose = committed.prose("Q1.6")
     assert '"the mean of the gradients decrease"' in question and "*decreases*, as the hint says" in prose \
-        and "The sizes show no detectable decrease" in prose
+        and "The sizes show no detectable change" in prose

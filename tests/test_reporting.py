@@ -186,7 +186,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert crossings.loc[0.1, "validation_epoch"] == [2, 1, None] and crossings.loc[0.1, "train_epoch"] == [2, 1, None]
     assert crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
     assert crossings.loc[0.1, "best_epoch"] == [3] * 3
-    assert crossings.loc[10.0, "test_epoch"] == [None] * 3 and crossings.loc[10.0, "best_epoch"] == [None, None, 2]
+    assert crossings.loc[10.0, "best_epoch"] == [None, None, 2] and "test_epoch" not in crossings
     peaked = run([0.8, 0.91, 0.93], validation=[0.9, 0.8, 0.9])  # the best validation: its first epoch
     assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "best_epoch"] == [1]
     loop = tables.quickstart({0.1: [GOOD, NEVER]}, {0.1: [FIRST_EPOCH, NEVER]})
