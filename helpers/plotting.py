@@ -240,7 +240,7 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
         seeds(axes[1], [list(p["loss"]) for p in probes], color(lr), "_", x=x)
         seeds(axes[2], [list(100 * p["dead"][:, -1]) for p in probes], color(lr), "_", x=x)
         limits.append((lr, 2 / lr))
-    low, high = axes[0].get_ylim()
+    high = axes[0].get_ylim()[1]
     axes[0].set_yscale("log")
     for lr, limit in limits:
         if limit <= 3 * high:

@@ -122,13 +122,6 @@ def change(xs: list[float | None], tests: int = 1) -> Difference:
     return _tested(lambda: stats.ttest_1samp(kept, 0.0), statistics.fmean(kept), tests)
 
 
-def ci95(xs: list[float]) -> float:
-    """Half-width of the 95 % confidence interval of the mean (Student's t); 0 for fewer than two values."""
-    kept = finite(xs)
-    return float(stats.t.ppf(0.975, len(kept) - 1) * statistics.stdev(kept) / math.sqrt(len(kept))) \
-        if len(kept) > 1 else 0.0
-
-
 def epochs_reaching(runs: Group, target: float, series: str) -> list[int | None]:
     """Per seed: the first epoch whose accuracy (a series name) reached `target`, or None."""
     return [first_reaching(getattr(run, series), target) for run in runs]
@@ -157,11 +150,6 @@ def selection_score(run: History) -> tuple[float, float]:
 def seconds_per_epoch(runs: Group) -> float:
     """Median training seconds per epoch over all epochs of the runs."""
     return statistics.median(s for run in runs for s in run.seconds)
-
-
-def distinct_predictions(run: History) -> int | None:
-    """How many different classes the final model predicts over the test set (None: diverged)."""
-    return sum(1 for column in zip(*run.confusion) if sum(column) > 0) if run.confusion else None
 
 
 def training_tflop(run: History) -> list[float]:

@@ -73,14 +73,14 @@ def runs_made(runs: list[History]) -> dict[str, Any]:
         sessions.setdefault(run.machine.get("session", "unknown"), []).append(run)
     wall = sum(max(r.finished for r in rs) - min(r.started for r in rs) for rs in sessions.values()) / 1000
     rates = {name: max(run.machine.get("matmul_gflops") or 0 for run in rs) for name, rs in sessions.items()}
-    floor = sum(sum(flops(run) for run in rs) / (rates[name] * 1e9) for name, rs in sessions.items()
-                if rates[name]) if all(rates.values()) else None
+    spent = {name: sum(map(flops, rs)) for name, rs in sessions.items()}
+    floor = sum(spent[name] / (rates[name] * 1e9) for name in sessions) if all(rates.values()) else None
     peaks = sorted(run.peak_memory_mb for run in runs if run.peak_memory_mb)
     return {"count": len(runs), "epochs": sum(run.epochs for run in runs),
             "machines": sorted({machine_line(r.machine) for r in runs}),
             "sessions": len(sessions), "side_by_side": max(run.machine.get("side_by_side", 1) for run in runs),
             "seconds_wall": wall, "seconds_of_runs": sum(sum(r.seconds) + sum(r.eval_seconds) for r in runs),
-            "tflop": sum(flops(run) for run in runs) / 1e12, "matmul_gflops": max(rates.values()) or None,
+            "tflop": sum(spent.values()) / 1e12, "matmul_gflops": max(rates.values()) or None,
             "floor_ratio": wall / floor if floor else None,
             "peak_memory_mb_per_run": {"max": peaks[-1], "median": statistics.median(peaks)} if peaks else None}
 

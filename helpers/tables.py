@@ -15,12 +15,13 @@ from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
            "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
-           "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch", "seeds": "Seeds",
+           "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
            "network": "Network", "change": "Change (the rest fixed)", "search": "Search",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
            "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
-           "chosen": "Chosen", "epochs": "Epochs", "tflop": "Training TFLOP"}
+           "chosen": "Chosen", "tflop": "Training TFLOP",
+           "lowest_loss": "Lowest val. loss at"}
 PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook",
            "after_10", "at_epoch", "train_10", "train_end", "test_end", "gain", "score", "silent")
 
@@ -40,8 +41,12 @@ def _summary(runs: Group, series: str = "test_accuracy", prefix: str = "accuracy
 
 def _differences(pairs: dict[Any, tuple[Group, Group]], series: str = "test_accuracy") -> dict[Any, dict[str, Any]]:
     """a − b for each pair (Welch), adjusted for the family of pairs (report: Bonferroni)."""
-    found = {key: compare(values(a, series), values(b, series), len(pairs)) for key, (a, b) in pairs.items()}
-    return {key: {"diff": d.difference, "diff_ci": d.ci, "p": d.p} for key, d in found.items()}
+    return {key: _cells(compare(values(a, series), values(b, series), len(pairs))) for key, (a, b) in pairs.items()}
+
+
+def _cells(d: report.Difference) -> dict[str, Any]:
+    """A difference as a table's three cells."""
+    return {"diff": d.difference, "diff_ci": d.ci, "p": d.p}
 
 
 def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
@@ -105,7 +110,7 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
                      "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
                      "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
     return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3 (%)", epoch="Q1.3: epoch",
-                  gain="Q1.3 − Q1.2 (points, CI)", lowest_loss="Lowest val. loss at", edge="Peak sharpness × lr / 2",
+                  gain="Q1.3 − Q1.2 (points, CI)", edge="Peak sharpness × lr / 2",
                   silent="Silent units, end (%)")
 
 
@@ -134,17 +139,17 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
     def at_best(runs: Group, series: str) -> list[float | None]:
         return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
     found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
-    tested = {name: compare(found[name]["test"], found[base]["test"], len(long) - 1) for name in long if name != base}
-    rows = [{"diff": d.difference, "diff_ci": d.ci, "p": d.p} for d in tested.values()]
-    n, m = short[base][0].epochs, long[base][0].epochs
+    tested = {name: _cells(compare(found[name]["test"], found[base]["test"], len(long) - 1))
+              for name in long if name != base}
+    n = short[base][0].epochs
     return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
                     "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
                     "best_epoch": [report.best_epoch(r) for r in runs],
                     "train_end": mean(found[name]["train"]), "train_end_std": std(found[name]["train"]),
                     "test_end": mean(found[name]["test"]), "test_end_std": std(found[name]["test"]),
-                    **dict(zip(tested, rows)).get(name, {})} for name, runs in long.items()], "structure",
-                  train_10=f"Train, {n} ep. (%)", lowest_loss="Lowest val. loss at",
-                  best_epoch="Best val. acc. at", train_end=f"Train, best val. epoch (%)", test_end="Test there (%)", diff=f"Δ test there vs {base}")
+                    **tested.get(name, {})} for name, runs in long.items()], "structure",
+                  train_10=f"Train, {n} ep. (%)", best_epoch="Best val. acc. at", train_end="Train, best val. epoch (%)",
+                  test_end="Test there (%)", diff=f"Δ test there vs {base}")
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
@@ -248,7 +253,7 @@ def number(column: str, value: Any) -> str:
     if isinstance(value, str):
         return value
     base = column.removesuffix("_ci").removesuffix("_std")
-    if column.rstrip() == "p" or column.endswith("_p"):
+    if column == "p" or column.endswith("_p"):
         return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
     if base in PERCENT:
         text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
