@@ -16,7 +16,7 @@ from .report import Group, compare, mean, std, values
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
            "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
            "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
-           "network": "Network", "change": "Change (the rest fixed)", "search": "Search",
+           "network": "Network", "change": "Change (each cell at its own chosen rate)", "search": "Search",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
            "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
@@ -220,8 +220,8 @@ def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) ->
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
-    """Q1.7: what one change does with the rest fixed: {name: (cell changed, cell it is compared with)}, adjusted
-    over the changes."""
+    """Q1.7: what one change does, each cell at its own chosen rate: {name: (cell changed, cell it is compared
+    with)}, adjusted over the changes."""
     differences = _differences({name: (groups[a], groups[b]) for name, (a, b) in changes.items()})
     return _frame([{"change": name, **differences[name]} for name in changes], "change")
 
