@@ -31,8 +31,8 @@ class Profile:
     max_epochs: int = 50               # Q1.3: every run of Q1.2/Q1.3 trains this long
     target_accuracy: float = 0.90      # Q1.3
     seeds: tuple[int, ...] = (0, 1, 2)            # the seeds reported
-    selection_seeds: tuple[int, ...] = (100,)     # the seeds every choice is made with (never reported)
-    gradient_seeds: int = 10           # Q1.6: seeds of the demo rate over the first 100 steps
+    selection_seeds: tuple[int, ...] = (100, 101, 102)  # the seeds every choice is made with (never reported)
+    gradient_seeds: int = 10           # Q1.6: seeds per rate over the first 100 steps
     probe_images: int = 1024           # Q1.6: the fixed probe batch, the first training images
     results_dir: Path = ROOT / "results"
     data_root: Path = ROOT / "data"
@@ -53,8 +53,8 @@ PROFILES = {
     "full": Profile("full", train_samples=55_000, validation_samples=5_000, test_samples=10_000,
                     train_eval_samples=10_000),
     "quick": Profile("quick", train_samples=4_000, validation_samples=500, test_samples=1_000,
-                     train_eval_samples=1_000, epochs=2, max_epochs=4, seeds=(0, 1), gradient_seeds=3,
-                     probe_images=128, results_dir=ROOT / "results" / "quick"),
+                     train_eval_samples=1_000, epochs=2, max_epochs=4, seeds=(0, 1), selection_seeds=(100, 101),
+                     gradient_seeds=3, probe_images=128, results_dir=ROOT / "results" / "quick"),
 }
 
 

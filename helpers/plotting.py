@@ -266,7 +266,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
     for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):
-        stats = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+        stats = report.traced(runs)
         seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
         ax.axhline(0, color="black", lw=0.6, zorder=1)
         twin = ax.twinx()

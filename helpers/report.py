@@ -162,20 +162,30 @@ def training_tflop(run: History) -> list[float]:
 def gradient_stats(record: dict[str, Any], sizes: list[int]) -> dict[str, np.ndarray]:
     """From per-layer sums (one row per step or checkpoint, a column per layer): the mean of all gradient entries
     ('signed'), the mean of their absolute values ('abs'), the Euclidean norm ('norm'), and each layer's sum over
-    all entries ('layers', that layer's share of the signed mean times the parameter count)."""
+    all entries ('layers', that layer's share of the signed mean times the parameter count) and of their sizes
+    ('layers_abs')."""
     total = sum(sizes)
     signed, absolute, square = (np.array(record[name], float) for name in SUMS)
     if signed.size == 0:
-        return {"signed": np.zeros(0), "abs": np.zeros(0), "norm": np.zeros(0), "layers": np.zeros((0, len(sizes)))}
+        return {"signed": np.zeros(0), "abs": np.zeros(0), "norm": np.zeros(0), "layers": np.zeros((0, len(sizes))),
+                "layers_abs": np.zeros((0, len(sizes)))}
     return {"signed": signed.sum(1) / total, "abs": absolute.sum(1) / total, "norm": np.sqrt(square.sum(1)),
-            "layers": signed}
+            "layers": signed, "layers_abs": absolute}
 
 
-def first_steps(run: History) -> dict[str, np.ndarray]:
-    """gradient_stats of the run's recorded first steps, with the minibatch loss of each ('loss')."""
+def first_steps(run: History) -> dict[str, np.ndarray] | None:
+    """gradient_stats of the run's recorded first steps, with the minibatch loss of each ('loss'); None for a run
+    that recorded none, or that diverged before its last (its trend would be the divergence's)."""
     record = run.gradients
+    if not (record and record["steps"]["sum"]) or len(record["steps"]["sum"]) < run.recipe.gradient_steps:
+        return None
     found = gradient_stats(record["steps"], record["layer_sizes"])
     return {**found, "loss": np.array(run.step_loss[:len(found["signed"])], float)}
+
+
+def traced(runs: Group) -> list[dict[str, np.ndarray]]:
+    """first_steps of the runs that recorded their first steps."""
+    return [found for run in runs if (found := first_steps(run)) is not None]
 
 
 def probe_stats(run: History) -> dict[str, np.ndarray] | None:

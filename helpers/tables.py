@@ -80,7 +80,7 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank
     return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr",
-                  accuracy="Accuracy (test, %)", epoch=f"Epoch (validation ≥ {100 * target:g} %)")
+                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (validation ≥ {100 * target:g} %)")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -153,36 +153,34 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 per rate over the first 100 steps, the statistic fixed in advance: per seed, the least-squares change
-    from step 1 to 100 of the mean of the gradients, of their norm ‖g‖, of their mean size |g| and of the loss,
-    tested against 0 over the seeds, adjusted over the table's tests (the loss's change is shown, not tested)."""
-    traced = {lr: [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
-              for lr, runs in groups.items()}
+    """Q1.6 per rate over the first 100 steps, the statistic fixed in advance: per seed, the least-squares change Δ
+    from step 1 to 100 of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested against 0
+    over the seeds, adjusted over the table's tests (the loss is in the figure).
+    Seeds: the runs traced (report.traced leaves out a run that diverged within its first steps)."""
+    traced = {lr: report.traced(runs) for lr, runs in groups.items()}
     tests = 3 * len(groups)
     rows = []
     for lr, found in traced.items():
-        row: dict[str, Any] = {"lr": lr}
-        for name in ("signed", "norm", "abs", "loss"):
+        row: dict[str, Any] = {"lr": lr, "seeds": len(found)}
+        for name in ("signed", "norm", "abs"):
             trend = report.change([report.slope(t[name]) for t in found], tests)
-            row |= {f"{name}_change": trend.difference, f"{name}_change_ci": trend.ci,
-                    **({f"{name}_p": trend.p} if name != "loss" else {})}
+            row |= {f"{name}_change": trend.difference, f"{name}_change_ci": trend.ci, f"{name}_p": trend.p}
         rows.append(row)
-    return _frame(rows, "lr", signed_change="Mean g: Δ 1→100", signed_p="p (mean g)", norm_change="‖g‖: Δ 1→100",
-                  norm_p="p (‖g‖)", abs_change="Mean |g|: Δ 1→100", abs_p="p (mean |g|)", loss_change="Loss: Δ 1→100")
+    return _frame(rows, "lr", seeds="Seeds", signed_change="Δ mean g", signed_p="p", norm_change="Δ ‖g‖", norm_p="p ",
+                  abs_change="Δ mean |g|", abs_p="p  ")  # each p: of the Δ on its left
 
 
 def layer_sums(runs: Group) -> pd.DataFrame:
     """Q1.6 per layer, over the recorded first steps of `runs` (mean over steps and seeds): how much of the layer's
     gradient cancels in its sum (|Σg| / Σ|g|), and its sum's size over all parameters (|Σg| / N): what it adds to
     the mean of the gradients. The last row: all layers together."""
-    stats = [report.first_steps(r) for r in runs if r.gradients and r.gradients["steps"]["sum"]]
+    stats = report.traced(runs)
     sizes = runs[0].gradients["layer_sizes"]
-    absolute = [np.array(r.gradients["steps"]["abs"], float) for r in runs if r.gradients["steps"]["sum"]]
     total = sum(sizes)
     rows = []
     for i, size in enumerate([*sizes, total]):
         signed = [np.abs(s["layers"][:, i] if i < len(sizes) else s["layers"].sum(1)) for s in stats]
-        sizes_ = [a[:, i] if i < len(sizes) else a.sum(1) for a in absolute]
+        sizes_ = [s["layers_abs"][:, i] if i < len(sizes) else s["layers_abs"].sum(1) for s in stats]
         rows.append({"layer": str(i + 1) if i < len(sizes) else "all", "params": size,
                      "cancel": float(np.mean([np.mean(s / a) for s, a in zip(signed, sizes_)])),
                      "share": float(np.mean([np.mean(s) for s in signed])) / total})
@@ -228,11 +226,12 @@ def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd
 
 def search(searches: dict[str, Any]) -> pd.DataFrame:
     """Learning-rate searches (experiments.Search), a row per search: the rates tried, the selection score
-    (report.selection_score) of the selection seed at each, and the rate chosen."""
+    (report.selection_score, the mean over the selection seeds) at each, and the rate chosen."""
+    seeds = next(iter(next(iter(searches.values())).runs.values()))
     return _frame([{"search": name, "lr": list(found.runs),
                     "score": [mean([report.selection_score(r)[0] for r in runs]) for runs in found.runs.values()],
                     "chosen": found.chosen} for name, found in searches.items()], "search",
-                  lr="Rates tried", score="Validation, selection seed (%)")
+                  lr="Rates tried", score=f"Validation, mean of {len(seeds)} selection seeds (%)")
 
 
 def quickstart(loop: dict[float, Group], notebook: dict[float, Group]) -> pd.DataFrame:

@@ -27,7 +27,10 @@ needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="SIGKI
 
 def kernel(cells: list[str], path: Path = ROOT) -> tuple[NotebookClient, nbformat.NotebookNode]:
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
-    client = NotebookClient(notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(path)}})
+    # A loaded machine can deliver a cell's output seconds after its reply: wait for it (nbclient's default, 4 s,
+    # then drops the output silently), and fail loudly if it never comes.
+    client = NotebookClient(notebook, kernel_name="python3", timeout=600, iopub_timeout=120,
+                            raise_on_iopub_timeout=True, resources={"metadata": {"path": str(path)}})
     return client, notebook
 
 
@@ -212,7 +215,8 @@ def test_run_all_then_edit_the_networks_on_disk_and_run_q1_5_again_with_a_diverg
                 edits[old] = None
     assert not [old for old, new in edits.items() if new is not None], "the notebook's cells changed: update the test"
     notebook.cells[0:0] = [nbformat.v4.new_code_cell("from pathlib import Path")]
-    client = NotebookClient(notebook, kernel_name="python3", timeout=900, resources={"metadata": {"path": str(project)}})
+    client = NotebookClient(notebook, kernel_name="python3", timeout=900, iopub_timeout=120,
+                            raise_on_iopub_timeout=True, resources={"metadata": {"path": str(project)}})
     with client.setup_kernel():
         for index, cell in enumerate(notebook.cells):
             if cell.cell_type == "code":
