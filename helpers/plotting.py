@@ -227,7 +227,7 @@ def _step_ticks(*axes: plt.Axes) -> None:
 @figure
 def sharpness(groups: dict[float, Group], title: str) -> Figure:
     """Q1.4 on the probe batch at each checkpoint, per rate (mean over the seeds): (a) the sharpness (largest Hessian
-    eigenvalue; log scale) with the stability limit 2 / lr dashed in the rate's colour, where it is on the scale;
+    eigenvalue; log scale) with the stability limit 2 / lr dashed in the rate's colour;
     (b) the probe loss; (c) the share of the last hidden layer's units silent on every probe image."""
     fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.95))
     limits = []
@@ -240,11 +240,10 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
         seeds(axes[1], [list(p["loss"]) for p in probes], color(lr), "_", x=x)
         seeds(axes[2], [list(100 * p["dead"][:, -1]) for p in probes], color(lr), "_", x=x)
         limits.append((lr, 2 / lr))
-    high = axes[0].get_ylim()[1]
     axes[0].set_yscale("log")
     for lr, limit in limits:
-        if limit <= 3 * high:
-            axes[0].axhline(limit, color=color(lr), ls="--", lw=0.9)
+        axes[0].axhline(limit, color=color(lr), ls="--", lw=0.9)
+    axes[0].set_ylim(top=2 * max(limit for _, limit in limits))
     for ax, name in zip(axes, ("(a) sharpness; dashed: 2 / lr", "(b) probe loss", "(c) silent units, last hidden (%)")):
         ax.set_title(name)
         _probe_axes(ax, next(iter(groups.values()))[0].steps_per_epoch)
