@@ -261,7 +261,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
     (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate (log scales)."""
-    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.4))
+    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.2))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
     for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):

@@ -65,22 +65,27 @@ def _crossing(run: Any, target: float) -> tuple[int | str, float]:
 
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose validation accuracy
-    reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch (or after
-    epoch N), mean over the seeds. Rank: fewest seeds short of the target, then the earliest mean epoch, then
-    the highest accuracy. Beside them, per seed, the first epoch whose test accuracy reached `target`."""
+    reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch, mean over the
+    seeds that reached it (none: '—'); beside it the test accuracy after the last epoch. Rank: fewest seeds short of
+    the target, then the earliest mean epoch, then the highest accuracy (at the epoch, else at the end). Last, per
+    seed, the first epoch whose test accuracy reached `target`."""
     rows = []
     for lr, runs in groups.items():
         found = [_crossing(run, target) for run in runs]
         crossed = [e for e, _ in found if isinstance(e, int)]
-        tests = [a for _, a in found]
-        rows.append({"lr": lr, "accuracy": mean(tests), "accuracy_std": std(tests), "epoch": [e for e, _ in found],
+        at_epoch = [a if isinstance(e, int) else None for e, a in found]
+        reached = f"{len(crossed)} of {len(runs)} seeds" if 0 < len(crossed) < len(runs) else None
+        rows.append({"lr": lr, "accuracy": mean(at_epoch), "accuracy_std": std(at_epoch),
+                     **({"accuracy_note": reached} if reached else {}), "epoch": [e for e, _ in found],
+                     **_summary(runs, prefix="test_end"),
                      "test_epoch": [e or f"> {r.epochs}" for e, r in zip(
                          report.epochs_reaching(runs, target, "test_accuracy"), runs)],
-                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(mean(tests) or 0))})
+                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(mean([a for _, a in found]) or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank
     return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr",
-                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (validation ≥ {100 * target:g} %)")
+                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (validation ≥ {100 * target:g} %)",
+                  test_end="Test at end (%)")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -96,20 +101,20 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
     """Q1.4, the tables of Q1.2 and Q1.3 side by side per rate, with what the epochs after the last of `after` bought
     (Q1.3's test accuracy − Q1.2's, paired by seed), the epoch of the lowest validation loss (per seed: where
     overfitting starts), and the peak sharpness against the stability limit 2 / lr (mean over the seeds)."""
-    asked = epochs_to_target(groups, target)
     start = next(iter(after.values()))[0].recipe.epochs  # not .epochs: a run may have diverged before
     rows = []
     for lr, runs in groups.items():
-        later = report.paired([_crossing(r, target)[1] for r in runs],
+        found = [_crossing(r, target) for r in runs]
+        later = report.paired([a for _, a in found],
                               [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs], len(groups))
         probes = [report.probe_stats(r) for r in runs]
         rows.append({"lr": lr, **_summary(after[lr], prefix="after_10"),
-                     "at_epoch": asked.loc[lr, "accuracy"], "at_epoch_std": asked.loc[lr, "accuracy_std"],
-                     "epoch": asked.loc[lr, "epoch"], "gain": later.difference, "gain_ci": later.ci,
+                     "at_epoch": mean([a for _, a in found]), "at_epoch_std": std([a for _, a in found]),
+                     "epoch": [e for e, _ in found], "gain": later.difference, "gain_ci": later.ci,
                      "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
                      "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
                      "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
-    return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3 (%)", epoch="Q1.3: epoch",
+    return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3: at epoch, else end (%)", epoch="Q1.3: epoch",
                   gain="Q1.3 − Q1.2 (points, CI)", edge="Peak sharpness × lr / 2",
                   silent="Silent units, end (%)")
 
