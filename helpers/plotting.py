@@ -271,7 +271,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         twin = ax.twinx()
         seeds(twin, [list(s["loss"]) for s in stats], "0.55", "_", band=False)
         twin.grid(False)
-        twin.set_ylim(bottom=0)
+        twin.set_ylim(0, 1.15 * max(max(s["loss"]) for s in stats))  # the loss clear of the frame
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
         seeds(size, [list(s["abs"]) for s in stats], color(lr), "_")
@@ -284,8 +284,8 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     for ax in grid.flat:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(plt.FixedLocator([0, 25, 50, 75, 100]))
-    grid[0, 0].set_ylabel("mean of the gradients")
-    grid[1, 0].set_ylabel("mean of the gradients")
+    grid[0, 0].set_ylabel("mean g")
+    grid[1, 0].set_ylabel("mean g")
     fig.suptitle("Q1.6: the mean of the gradients after loss.backward(), first 100 steps; grey, right axis: the loss",
                  fontsize=9)
     handles = [Line2D([], [], color=color(lr)) for lr in groups] + [Line2D([], [], color="0.55")]

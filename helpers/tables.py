@@ -190,7 +190,7 @@ def layer_sums(runs: Group) -> pd.DataFrame:
                      "cancel": float(np.mean([np.mean(s / a) for s, a in zip(signed, sizes_)])),
                      "share": float(np.mean([np.mean(s) for s in signed])) / total})
     return _frame(rows, "layer", cancel=f"|Σg| / Σ|g| (lr {runs[0].recipe.lr:g}, steps 1–100)",
-                  share=f"|Σg| / N (N = {total:,} in every row)")
+                  share=f"|Σg| / N (N = {total:,}; all: signs summed first)")
 
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:
