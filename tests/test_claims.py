@@ -202,11 +202,6 @@ def mean_curve(d: Deliverable, lr: str) -> list[float]:
     return [statistics.mean(v) for v in zip(*(p["signed"] for p in traced(d, lr)))]
 
 
-def swing(runs: list[dict]) -> float:
-    """The largest change of test accuracy between consecutive epochs among the runs' last 10."""
-    return max(abs(a - b) for r in runs for a, b in zip(r["test_accuracy"][-11:-1], r["test_accuracy"][-10:]))
-
-
 def significant(question: str, table: str, key: Any, column: str = "p") -> Check:
     return lambda d: real(value(question, table, key, column)(d))
 
@@ -263,11 +258,11 @@ CLAIMS: list[Claim] = [
     Claim("Q1.3", "Test accuracy then: 89.60 ± 0.30 % and 89.02 ± 0.29 %; no test accuracy reaches 90 %.",
           {"89.60 ± 0.30": cell("Q1.3", "epochs", 0.1, "accuracy"), "89.02 ± 0.29": cell("Q1.3", "epochs", 0.01, "accuracy")},
           lambda d: all(isinstance(e, str) and e.startswith("> ") for r in rows(d, "Q1.3", "epochs") for e in r["test_epoch"])),
-    Claim("Q1.3", "lr 0.1 ends below its crossing (87.27 ± 3.41 % at epoch 50), unsteady at its stability limit (Q1.4).",
+    Claim("Q1.3", "lr 0.1 ends below its crossing (87.27 ± 3.41 % at epoch 50): one seed drops at the end (figure a).",
           {"87.27 ± 3.41": cell("Q1.3", "epochs", 0.1, "test_end")},
           lambda d: value("Q1.3", "epochs", 0.1, "test_end")(d) < value("Q1.3", "epochs", 0.1, "accuracy")(d)
-          and 0.9 < value("Q1.4", "tables", 0.1, "edge")(d) < 1.5 and swing(long_runs(d, "0.1")) > 0.03,
-          why="the end below the crossing; lr 0.1's peak sharpness near its limit"),
+          and sum(r["test_accuracy"][-2] - r["test_accuracy"][-1] > 0.03 for r in long_runs(d, "0.1")) == 1,
+          why="the end below the crossing; one seed loses more than 3 points in its last epoch"),
     # Q1.4
     Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03; the reference is the best of the search 0.5–0.03 "
                   "(Appendix B1).",
@@ -290,7 +285,7 @@ CLAIMS: list[Claim] = [
           {"7.1": bare("Q1.4", "tables", 1.0, "edge")},
           lambda d: all(p["sharpness"][checkpoint(p, 10)] > 2 for p in probes(d, "1")), read_off=("10",)),
     Claim("Q1.4", "the minibatch loss jumps, and nearly all of the last hidden layer falls silent on every probe image "
-                  "(c); a silent ReLU passes no gradient, so it stays silent.",
+                  "(c); a silent ReLU passes no gradient, so the share stays high.",
           holds=lambda d: value("Q1.4", "tables", 1.0, "silent")(d) > 0.99
           and all(p["dead"][np.argmax(p["dead"][:, -1] >= 0.95):, -1].min() >= 0.95 for p in probes(d, "1")),
           why="more than 99 % of the last layer silent at the end; once 95 % is silent, never fewer"),
@@ -358,7 +353,7 @@ CLAIMS: list[Claim] = [
           lambda d: all(cannot_tell(r) for r in rows(d, "Q1.5", "capacity") if r["structure"] != "base")
           and all(r["test_end"] < 0.9 for r in rows(d, "Q1.5", "capacity")), read_off=("97",)),
     # Q1.6
-    Claim("Q1.6", "**Over the first 100 steps the mean of the gradients is tiny (its sum is 3.5e−02 of the sum of sizes, "
+    Claim("Q1.6", "**Over the first 100 steps the mean of the gradients is tiny (its sum is 3.5e−02 of the sizes' sum, "
                   "demo rate) and its declared trend is down at lr 1, 0.01 and 0.001 (p ≤ 0.003), up at lr 0.1 "
                   "(p < 0.001).** 10 seeds per rate;",
           {"3.5e−02": bare("Q1.6", "layers", "all", "cancel"),
