@@ -66,9 +66,9 @@ def _crossing(run: Any, target: float) -> tuple[int | str, float]:
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose validation accuracy
     reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch, mean over the
-    seeds that reached it (none: '—'); beside it the test accuracy after the last epoch. Rank: fewest seeds short of
-    the target, then the earliest mean epoch, then the highest accuracy (at the epoch, else at the end). Last, per
-    seed, the first epoch whose test accuracy reached `target`."""
+    seeds that reached it (none: '—'); beside them, per seed, the first epoch whose test accuracy reached `target`,
+    and the test accuracy after the last epoch. Rank: fewest seeds short of the target, then the earliest mean epoch,
+    then the highest accuracy (at the epoch, else at the end)."""
     rows = []
     for lr, runs in groups.items():
         found = [_crossing(run, target) for run in runs]
@@ -77,9 +77,9 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
         reached = f"{len(crossed)} of {len(runs)} seeds" if 0 < len(crossed) < len(runs) else None
         rows.append({"lr": lr, "accuracy": mean(at_epoch), "accuracy_std": std(at_epoch),
                      **({"accuracy_note": reached} if reached else {}), "epoch": [e for e, _ in found],
-                     **_summary(runs, prefix="test_end"),
                      "test_epoch": [e or f"> {r.epochs}" for e, r in zip(
                          report.epochs_reaching(runs, target, "test_accuracy"), runs)],
+                     **_summary(runs, prefix="test_end"),
                      "order": (len(runs) - len(crossed), mean(crossed) or 0, -(mean([a for _, a in found]) or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank

@@ -226,7 +226,7 @@ def test_q1_3_counts_epochs_on_validation_and_reports_the_test_accuracy_then():
     assert everything.loc[1.0, "epoch"] == ["> 3"] * 3 and everything.loc[1.0, "test_end"] == pytest.approx(0.1)
     text = shown(everything)
     assert "2, 1, > 3" in text and list(tables.view(everything).columns) == ["Accuracy (test at Epoch, %)", "Epoch (validation ≥ 90 %)",
-                                                         "Test at end (%)", "Test ≥ 90 % at", "Rank"]
+                                                         "Test ≥ 90 % at", "Test at end (%)", "Rank"]
     assert "diverged at step 1, diverged at step 38, diverged at step 130" in text  # why lr 10 has no accuracy
     def at(epoch, test, seed):  # validation reaches the target at `epoch` (4: never, in 3 epochs)
         return run(test, validation=[0.95 if e + 1 >= epoch else 0.5 for e in range(3)], seed=seed)
