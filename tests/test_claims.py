@@ -354,7 +354,7 @@ CLAIMS: list[Claim] = [
           and all(r["test_end"] < 0.9 for r in rows(d, "Q1.5", "capacity")), read_off=("97",)),
     # Q1.6
     Claim("Q1.6", "**Over the first 100 steps the mean of the gradients is tiny (its sum is 3.5e−02 of the sizes' sum, "
-                  "demo rate) and its declared trend is down at lr 1, 0.01 and 0.001 (p ≤ 0.003), up at lr 0.1 "
+                  "demo rate) and its declared trend (a straight-line fit) is down at lr 1, 0.01 and 0.001 (p ≤ 0.003), up at lr 0.1 "
                   "(p < 0.001).** 10 seeds per rate;",
           {"3.5e−02": bare("Q1.6", "layers", "all", "cancel"),
            "0.003": computed(lambda d: tables.number("p", max(value(*FS, lr, "signed_p")(d) for lr in (1.0, 0.01, 0.001))),
