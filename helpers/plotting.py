@@ -271,7 +271,8 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         twin = ax.twinx()
         seeds(twin, [list(s["loss"]) for s in stats], "0.55", "_", band=False)
         twin.grid(False)
-        twin.set_ylim(0, 1.15 * max(max(s["loss"]) for s in stats))  # the loss clear of the frame
+        if stats:  # none where every seed diverged within its first steps
+            twin.set_ylim(0, 1.15 * max(max(s["loss"]) for s in stats))  # the loss clear of the frame
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
         seeds(size, [list(s["abs"]) for s in stats], color(lr), "_")

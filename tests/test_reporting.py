@@ -298,6 +298,7 @@ def test_q1_6_first_steps_measures_the_change_over_100_steps_and_adjusts_for_the
                                                                              diverged.gradients["steps"].items()}})
     table = tables.first_steps({0.1: [*trend[0.1], diverged], 0.01: trend[0.01]})
     assert table.loc[0.1, "seeds"] == 3  # the diverged run is left out
+    plt.close(plotting.first_steps({0.1: trend[0.1], 10.0: [diverged]}))  # a rate with no run left: an empty panel
     assert table.loc[0.1, "signed_change"] == pytest.approx(99 * 7e-8 / 3)  # the slope × 99 steps, mean of 3 seeds
     assert table.loc[0.1, "norm_change"] == pytest.approx(99 * 0.02)
     assert table.loc[0.1, "abs_change"] == pytest.approx(99 * 7e-8 / 3)  # every entry positive: |g| is g
