@@ -31,7 +31,7 @@ data: $(INSTALLED)
 	$(PY) -m helpers.data
 
 run: data
-	@echo "Executing $(NOTEBOOK) with the full profile (from results/: about 50 s; make retrain: about 3.5 h on 2 CPU cores)"
+	@echo "Executing $(NOTEBOOK) with the full profile (from results/: about 50 s; make retrain: about 4 h on 2 CPU cores)"
 	A3_PROFILE=full A3_PROGRESS=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.record_timing=False $(NOTEBOOK)
 

@@ -17,13 +17,13 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
            "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
            "network": "Network", "change": "Change (each cell at its own chosen rate)", "search": "Search",
-           "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at", "test_epoch": "Test ≥ 90 % at",
+           "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
            "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
            "chosen": "Chosen", "tflop": "Training TFLOP",
            "lowest_loss": "Lowest val. loss at"}
 PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook",
-           "after_10", "at_epoch", "train_10", "train_end", "test_end", "gain", "score", "silent")
+           "after_10", "train_10", "train_end", "test_end", "gain", "score", "silent")
 
 
 def _frame(rows: list[dict[str, Any]], index: str, **headers: str) -> pd.DataFrame:
@@ -54,37 +54,33 @@ def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
     return _frame([{"lr": lr, **_summary(runs)} for lr, runs in groups.items()], "lr")
 
 
-def _crossing(run: Any, target: float) -> tuple[int | str, float]:
-    """Q1.3 for one run: the first epoch whose validation accuracy reached `target` and the test accuracy then;
-    where it never did, '> N' and the test accuracy after its last epoch N."""
-    epoch = report.first_reaching(run.validation_accuracy, target)
+def _crossing(run: Any, target: float) -> tuple[int | str, float | None]:
+    """Q1.3 for one run: the first epoch whose test accuracy reached `target` and the test accuracy then; where it
+    never did, '> N' (or why it stopped) and no accuracy."""
+    epoch = report.first_reaching(run.test_accuracy, target)
     if epoch:
         return epoch, run.test_accuracy[epoch - 1]
-    return (f"diverged at step {run.diverged_step}" if run.diverged else f"> {run.epochs}"), report.final(run)
+    return (f"diverged at step {run.diverged_step}" if run.diverged else f"> {run.epochs}"), None
 
 
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
-    """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose validation accuracy
+    """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose test accuracy
     reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch, mean over the
-    seeds that reached it (none: '—'); beside them, per seed, the first epoch whose test accuracy reached `target`,
-    and the test accuracy after the last epoch. Rank: fewest seeds short of the target, then the earliest mean epoch,
-    then the highest accuracy (at the epoch, else at the end)."""
+    seeds that reached it (none: '—'); beside them the test accuracy after the last epoch. Rank: fewest seeds short
+    of the target, then the earliest mean epoch, then the highest accuracy at the end."""
     rows = []
     for lr, runs in groups.items():
         found = [_crossing(run, target) for run in runs]
         crossed = [e for e, _ in found if isinstance(e, int)]
-        at_epoch = [a if isinstance(e, int) else None for e, a in found]
         reached = f"{len(crossed)} of {len(runs)} seeds" if 0 < len(crossed) < len(runs) else None
-        rows.append({"lr": lr, "accuracy": mean(at_epoch), "accuracy_std": std(at_epoch),
-                     **({"accuracy_note": reached} if reached else {}), "epoch": [e for e, _ in found],
-                     "test_epoch": [e or f"> {r.epochs}" for e, r in zip(
-                         report.epochs_reaching(runs, target, "test_accuracy"), runs)],
-                     **_summary(runs, prefix="test_end"),
-                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(mean([a for _, a in found]) or 0))})
+        end = _summary(runs, prefix="test_end")
+        rows.append({"lr": lr, "accuracy": mean([a for _, a in found]), "accuracy_std": std([a for _, a in found]),
+                     **({"accuracy_note": reached} if reached else {}), "epoch": [e for e, _ in found], **end,
+                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(end["test_end"] or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank
     return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr",
-                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (validation ≥ {100 * target:g} %)",
+                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (test ≥ {100 * target:g} %)",
                   test_end="Test at end (%)")
 
 
@@ -99,24 +95,25 @@ def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
 
 def two_tables(after: dict[float, Group], groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.4, the tables of Q1.2 and Q1.3 side by side per rate, with what the epochs after the last of `after` bought
-    (Q1.3's test accuracy − Q1.2's, paired by seed), the epoch of the lowest validation loss (per seed: where
-    overfitting starts), and the peak sharpness against the stability limit 2 / lr (mean over the seeds)."""
+    (test accuracy at the end − after `after`'s epochs, paired by seed), the epoch of the lowest validation loss (per
+    seed: where overfitting starts), and the peak sharpness against the stability limit 2 / lr (mean over the
+    seeds)."""
     start = next(iter(after.values()))[0].recipe.epochs  # not .epochs: a run may have diverged before
     rows = []
     for lr, runs in groups.items():
-        found = [_crossing(r, target) for r in runs]
-        later = report.paired([a for _, a in found],
-                              [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs], len(groups))
+        later = report.paired(values(runs), [r.test_accuracy[start - 1] if r.epochs >= start else None for r in runs],
+                              len(groups))
         probes = [report.probe_stats(r) for r in runs]
         rows.append({"lr": lr, **_summary(after[lr], prefix="after_10"),
-                     "at_epoch": mean([a for _, a in found]), "at_epoch_std": std([a for _, a in found]),
-                     "epoch": [e for e, _ in found], "gain": later.difference, "gain_ci": later.ci,
+                     "epoch": [_crossing(r, target)[0] for r in runs], **_summary(runs, prefix="test_end"),
+                     "gain": later.difference, "gain_ci": later.ci,
                      "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
                      "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
                      "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
-    return _frame(rows, "lr", after_10="Q1.2: 10 epochs (%)", at_epoch="Q1.3: at epoch, else end (%)", epoch="Q1.3: epoch",
-                  gain="Q1.3 − Q1.2 (points, CI)", edge="Peak sharpness × lr / 2",
-                  silent="Silent units, end (%)")
+    epochs = max(r.recipe.epochs for runs in groups.values() for r in runs)
+    return _frame(rows, "lr", after_10=f"Q1.2: epoch {start} (%)", epoch="Q1.3: epoch",
+                  test_end=f"Epoch {epochs} (%)", gain=f"{epochs} − {start} (points, CI)",
+                  edge="Peak sharpness × lr / 2", silent="Silent units, end (%)")
 
 
 def learning_rates(groups: dict[float, Group], reference: float) -> pd.DataFrame:
@@ -171,8 +168,8 @@ def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
             trend = report.change([report.slope(t[name]) for t in found], tests)
             row |= {f"{name}_change": trend.difference, f"{name}_change_ci": trend.ci, f"{name}_p": trend.p}
         rows.append(row)
-    return _frame(rows, "lr", seeds="Seeds", signed_change="Δ mean g", signed_p="p", norm_change="Δ ‖g‖", norm_p="p ",
-                  abs_change="Δ mean |g|", abs_p="p  ")  # each p: of the Δ on its left
+    return _frame(rows, "lr", seeds="Seeds", signed_change="Δ mean g", signed_p="p", norm_change="Δ ‖g‖", norm_p="p",
+                  abs_change="Δ mean |g|", abs_p="p")  # each p: of the Δ on its left
 
 
 def layer_sums(runs: Group) -> pd.DataFrame:
@@ -277,7 +274,7 @@ def view(table: pd.DataFrame) -> pd.DataFrame:
     """The table as shown: strings, companion columns (_std, _ci, _note) folded into theirs, headers in words
     (HEADERS, then the table's own attrs['headers']), the index's name in the one header row."""
     names = {**HEADERS, **table.attrs.get("headers", {})}
-    shown = pd.DataFrame(index=[number(table.index.name or "", key) for key in table.index])
+    shown: dict[str, list[str]] = {}
     for column in table.columns:
         if column.endswith(("_std", "_ci", "_note")) and column.rsplit("_", 1)[0] in table.columns:
             continue
@@ -290,5 +287,7 @@ def view(table: pd.DataFrame) -> pd.DataFrame:
                     text += f" ± {number(f'{column}_{part}', extra)}"
             note = row.get(f"{column}_note")
             cells.append((note if text == "—" else f"{text} ({note})") if isinstance(note, str) and note else text)
-        shown[names.get(column, column)] = cells
-    return shown.rename_axis(columns=names.get(table.index.name, table.index.name))
+        shown[column] = cells
+    view = pd.DataFrame(shown, index=[number(table.index.name or "", key) for key in table.index])
+    view.columns = [names.get(column, column) for column in shown]  # a header may repeat: "p" after each Δ
+    return view.rename_axis(columns=names.get(table.index.name, table.index.name))
