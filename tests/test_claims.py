@@ -408,9 +408,9 @@ CLAIMS: list[Claim] = [
                   "figure c).",
           holds=lambda d: value("Q1.4", "tables", 1.0, "silent")(d) > 0.99
           > 0.1 > max(value("Q1.4", "tables", lr, "silent")(d) for lr in (0.1, 0.01, 0.001))),
-    Claim("Q1.6", "‖g‖ also moves with the sharpness (probe batch, whole run: their changes correlate 0.34–0.94 at lr "
+    Claim("Q1.6", "‖g‖ also moves with the sharpness (probe batch, whole run: their changes correlate 0.34–0.89 at lr "
                   "1–0.01, 0.07–0.10 at 0.001).",
-          {"0.34–0.94": computed(lambda d: "–".join(f"{f(c for lr in (1.0, 0.1, 0.01) for c in value('Q1.6', 'probe', lr, 'corr')(d)):.2f}"
+          {"0.34–0.89": computed(lambda d: "–".join(f"{f(c for lr in (1.0, 0.1, 0.01) for c in value('Q1.6', 'probe', lr, 'corr')(d)):.2f}"
                                                     for f in (min, max)), "Q1.6 probe: corr range at lr 1, 0.1, 0.01"),
            "0.07–0.10": computed(lambda d: "–".join(f"{f(value('Q1.6', 'probe', 0.001, 'corr')(d)):.2f}" for f in (min, max)),
                                  "Q1.6 probe: corr range at lr 0.001")},
