@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from typing import Any, Callable
 
 import matplotlib.pyplot as plt
@@ -84,6 +85,10 @@ def _ticks(*axes: plt.Axes) -> None:
             if scale == "linear":
                 axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
             elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 4 to 8 ticks
+                if 0 < low < high / 100:  # two decades or more: widened to whole decades, each labelled
+                    low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
+                    (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)
+
                 def shown(locator: LogLocator) -> int:
                     return sum(min(low, high) <= v <= max(low, high) for v in locator.tick_values(low, high))
                 fitting = [LogLocator(subs=subs, numticks=30) for subs in ((1,), (1, 3), (1, 2, 5))]

@@ -87,7 +87,8 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3 per seed: the first epoch validation and train accuracy reached `target` (test accuracy's: in
     epochs_to_target), and the best validation accuracy with its epoch."""
-    return _frame([{"lr": lr, **{f"{split}_epoch": report.epochs_reaching(runs, target, f"{split}_accuracy")
+    return _frame([{"lr": lr, **{f"{split}_epoch": [e or f"> {r.epochs}" for e, r in zip(
+                                     report.epochs_reaching(runs, target, f"{split}_accuracy"), runs)]
                                  for split in ("validation", "train")},
                     "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
                     "best_epoch": [report.best_epoch(r) for r in runs]} for lr, runs in groups.items()], "lr")
@@ -113,7 +114,7 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
     epochs = max(r.recipe.epochs for runs in groups.values() for r in runs)
     return _frame(rows, "lr", after_10=f"Q1.2: epoch {start} (%)", epoch="Q1.3: epoch",
                   test_end=f"Epoch {epochs} (%)", gain=f"{epochs} − {start} (points, CI)",
-                  edge="Peak sharpness × lr / 2", silent="Silent units, end (%)")
+                  edge="Peak λ × lr / 2", silent="Silent at end (%)")
 
 
 def learning_rates(groups: dict[float, Group], reference: float) -> pd.DataFrame:
