@@ -381,7 +381,8 @@ def samples():
 
 
 def figures() -> list:
-    return [plotting.loss_curves(RATES, "t"), plotting.error_curves(RATES, 0.9, "t"), plotting.sharpness(RATES, "t"),
+    return [plotting.loss_curves(RATES, "t"), plotting.loss_curves(STRUCTURES, "t", accuracy=True),
+            plotting.error_curves(RATES, 0.9, "t"), plotting.sharpness(RATES, "t"),
             plotting.first_steps(RATES), plotting.probe(RATES, "t"), plotting.networks(CELLS, 0.9, "t")]
 
 
@@ -389,7 +390,7 @@ def visible_ticks(axis, low: float, high: float) -> int:
     return sum(low - 1e-12 <= v <= high + 1e-12 for v in axis.get_majorticklocs())
 
 
-STYLES = ("test loss (b)", "train loss (b)", "validation", "test (a)", "train (b)", "minibatch loss (right axes)")
+STYLES = ("test loss (b)", "train loss (b)", "test", "train", "validation (a)", "train (b)", "minibatch loss (right axes)")
 
 
 def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_nothing():
