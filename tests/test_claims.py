@@ -240,7 +240,7 @@ CLAIMS: list[Claim] = [
           and all(r["data_sizes"]["train"] == 60000 for n, r in d.runs.items() if n.startswith("quickstart"))),
     # Q1.3
     Claim("Q1.3", "**Epoch**: the first whose test accuracy (the one the quickstart prints) reaches 90 %; a measurement, "
-                  "nothing is chosen on it.",
+                  "not a choice.",
           holds=lambda d: all([e if isinstance(e, int) else None for e in row(d, "Q1.3", "epochs", float(lr))["epoch"]]
                               == [report.first_reaching(r["test_accuracy"], 0.9) for r in long_runs(d, lr)]
                               for lr in ("1", "0.1", "0.01", "0.001")),
@@ -323,7 +323,7 @@ CLAIMS: list[Claim] = [
           lambda d: value("Q1.4", "tables", 0.01, "edge")(d) < 1 and value("Q1.4", "tables", 0.001, "edge")(d) < 1
           and all(e >= 140 for e in value("Q1.4", "tables", 0.001, "lowest_loss")(d))),
     Claim("Q1.4", "After 10 epochs rates 0.7–0.01 cannot be told from 0.1 (p ≥ 0.11); lr 0.001 is below it "
-                  "(p = 0.003). lr 1 fails in every seed; its p = 0.08 reflects scatter.",
+                  "(p = 0.003). lr 1 fails in every seed (p = 0.08: scatter).",
           {"0.08": shown_p("Q1.4", "learning_rates", 1.0), "0.003": shown_p("Q1.4", "learning_rates", 0.001),
            "0.11": computed(lambda d: tables.number("p", min(r["p"] for r in rows(d, "Q1.4", "learning_rates")
                                                          if r["lr"] not in (1.0, 0.1, 0.001))), "the lowest p, 0.7–0.01")},
@@ -465,7 +465,7 @@ CLAIMS: list[Claim] = [
            "9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch")},
           lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == 0.1
           and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1),
-    Claim("Q1.7", "In FLOPs MLP+BN gets there first (1.6 TFLOP; the CNN 2.5–3.8), but 3 CNN epochs (1.89 TFLOP, 7 % above "
+    Claim("Q1.7", "In FLOPs MLP+BN is first (1.6 TFLOP; the CNN 2.5–3.8), but 3 CNN epochs (1.89 TFLOP, 7 % above "
                   "10 MLP epochs) reach 91.60 ± 0.19 %, 1.57 ± 0.95 points above MLP+BN.",
           {"1.6": computed(lambda d: fmt(to_target(d, "MLP+BN, CNN scheme")[1]), "MLP+BN: epochs to 90 % × TFLOP/epoch"),
            "2.5–3.8": computed(lambda d: "–".join(fmt(x) for x in to_target(d, "CNN, CNN scheme")), "CNN: the same"),
