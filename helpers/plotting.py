@@ -155,60 +155,71 @@ def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int])
 
 
 @figure
-def loss_curves(groups: dict[Any, Group], title: str, accuracy: bool = False) -> Figure:
+def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
     """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch (log scale), per rate or
-    network, or with `accuracy` test (solid) and train (dashed) accuracy per epoch over the seeds; (b) test loss (end of
-    each epoch, solid) and train loss (mean over each epoch, dashed) over the seeds."""
+    network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
     for key, runs in groups.items():
         first = runs[0]
         window = max(1, first.steps_per_epoch // 20)
-        if accuracy:
-            seeds(left, [[100 * a for a in r.test_accuracy] for r in runs], color(key), label(key))
-            seeds(left, [[100 * a for a in r.train_accuracy] for r in runs], color(key), "_", "--", band=False)
-        elif len(first.step_loss) >= window:
+        if len(first.step_loss) >= window:
             smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid")
             left.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, smooth, color=color(key), lw=0.8,
                       label=label(key))
         seeds(right, [r.test_loss for r in runs], color(key), label(key))
         seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
         for run in runs:
-            if run.diverged and not accuracy:
+            if run.diverged:
                 left.annotate(f"seed {run.recipe.seed} diverged at step {run.diverged_step}",
                               (run.diverged_step / run.steps_per_epoch, 0.5), xycoords=("data", "axes fraction"),
                               color=color(key), fontsize=8)
-    if accuracy:
-        left.set_title(f"(a) accuracy (%), {len(next(iter(groups.values())))} seeds")
-    else:
-        left.set_yscale("log")
-        left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed; log scale)")
-        left.set_ylabel("cross-entropy loss")
+    left.set_yscale("log")
+    left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed; log scale)")
     right.set_title(f"(b) loss per epoch, {len(next(iter(groups.values())))} seeds")
     right.set_ylim(bottom=0)
     for ax in (left, right):
         ax.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy loss")
     _ticks(left, right)
     entries = {n: h for ax in (right, left) for h, n in zip(*ax.get_legend_handles_labels())}  # also a rate whose
     handles, names = list(entries.values()), list(entries)  # seed 0 diverged before (a) could draw it
     handles += [Line2D([], [], color="0.2"), Line2D([], [], color="0.2", ls="--")]
     fig.suptitle(title, fontsize=9)
-    _legend_below(fig, handles, names + (["test", "train"] if accuracy else ["test loss (b)", "train loss (b)"]), 0.1)
+    _legend_below(fig, handles, names + ["test loss (b)", "train loss (b)"], 0.1)
+    return fig
+
+
+@figure
+def loss_panels(groups: dict[Any, Group], title: str) -> Figure:
+    """One panel per network (Q1.5's structures): test loss (end of each epoch, solid) and train loss (mean over each
+    epoch, dashed), mean over the seeds, band: lowest to highest. The title says which line is which."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(WIDTH, 1.9), sharey=True)
+    for ax, (key, runs) in zip(axes, groups.items()):
+        seeds(ax, [r.test_loss for r in runs], color(key), "_")
+        seeds(ax, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        ax.set_title(label(key))
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("cross-entropy loss")
+    axes[0].set_ylim(bottom=0)
+    _ticks(*axes)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return fig
 
 
 @figure
 def error_curves(groups: dict[float, Group], target: float, title: str) -> Figure:
     """Q1.3 per epoch, mean over the seeds (band: lowest to highest): (a) test error = 100 − accuracy on a log scale,
-    validation dotted, the target dashed; (b) test loss (solid) and train loss (dashed), log scale."""
+    validation dotted, the target dash-dot; (b) test loss (solid) and train loss (dashed), log scale."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
     for key, runs in groups.items():
         seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
         seeds(left, [[100 * (1 - a) for a in r.validation_accuracy] for r in runs], color(key), "_", ":", band=False)
         seeds(right, [r.test_loss for r in runs], color(key), "_")
         seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
-    left.axhline(100 * (1 - target), color="black", lw=0.8, ls="--")
+    left.axhline(100 * (1 - target), color="black", lw=0.8, ls="-.")
     left.set_yscale("log")
-    left.set_title(f"(a) error = 100 − accuracy (%); dashed: {100 * target:g} % accuracy")
+    left.set_title(f"(a) error = 100 − accuracy (%); dash-dot: {100 * target:g} % accuracy")
     left.set_ylabel("error (%)")
     right.set_title("(b) cross-entropy loss (log scale)")
     right.set_yscale("log")

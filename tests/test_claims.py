@@ -220,10 +220,18 @@ EFF = ("Q1.7", "effects")
 SHORT = "CNN, CNN scheme, MLP's FLOPs"
 
 
-def to_target(d: Deliverable, network: str) -> tuple[float, float]:
+def collapsed(runs: list[dict]) -> bool:
+    """Two runs predict a single class (10.00 % test accuracy) and one nearly only two (19.85 %)."""
+    ends = sorted(round(100 * r["test_accuracy"][-1], 2) for r in runs)
+    predicted = sorted((np.array(r["confusion"]).sum(axis=0) for r in runs), key=lambda c: int((c > 0).sum()))
+    return ends == [10.0, 10.0, 19.85] and all((c > 0).sum() == 1 for c in predicted[:2]) \
+        and np.sort(predicted[2])[-2:].sum() >= 0.999 * predicted[2].sum()
+
+
+def to_target(d: Deliverable, network: str, epochs_run: int = 10) -> tuple[float, float]:
     """The fewest and most TFLOP a network's seeds spent until validation passed 90 %: epochs × TFLOP per epoch."""
     epochs = [e for e in value(*NET, network, "epoch")(d) if isinstance(e, int)]
-    per_epoch = value(*NET, network, "tflop")(d) / 10
+    per_epoch = value(*NET, network, "tflop")(d) / epochs_run
     return min(epochs) * per_epoch, max(epochs) * per_epoch
 
 CLAIMS: list[Claim] = [
@@ -245,15 +253,17 @@ CLAIMS: list[Claim] = [
                               == [report.first_reaching(r["test_accuracy"], 0.9) for r in long_runs(d, lr)]
                               for lr in ("1", "0.1", "0.01", "0.001")),
           why="each Epoch is the run's first epoch with test accuracy >= 90 %"),
-    Claim("Q1.3", "**Accuracy**: test accuracy at that epoch.",
-          holds=lambda d: all((r["accuracy"] is None) == all(isinstance(e, str) for e in r["epoch"])
-                              and (r["accuracy"] is None or r["accuracy"] >= 0.9) for r in rows(d, "Q1.3", "epochs"))),
-    Claim("Q1.3", "**Rank**: fewest seeds short, then earliest, then highest at the end.",
+    Claim("Q1.3", "**Accuracy**: test accuracy at that epoch, else at the end.",
+          holds=lambda d: all(r["accuracy"] >= 0.9 if any(isinstance(e, int) for e in r["epoch"]) else
+                              abs(r["accuracy"] - statistics.mean(x["test_accuracy"][-1]
+                                                                  for x in long_runs(d, f"{r['lr']:g}"))) < 1e-9
+                              for r in rows(d, "Q1.3", "epochs"))),
+    Claim("Q1.3", "**Rank**: fewest seeds short, then earliest, then most accurate.",
           holds=lambda d: [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])]
           == [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: (
               sum(not isinstance(e, int) for e in r["epoch"]),
-              statistics.mean([e for e in r["epoch"] if isinstance(e, int)] or [math.inf]), -r["test_end"]))],
-          why="the rank orders the rows by seeds short of 90 %, then by mean epoch, then by test accuracy at the end"),
+              statistics.mean([e for e in r["epoch"] if isinstance(e, int)] or [math.inf]), -r["accuracy"]))],
+          why="the rank orders the rows by seeds short of 90 %, then by mean epoch, then by accuracy"),
     Claim("Q1.3", "Every rate trains 150 epochs.",
           holds=lambda d: all(r["recipe"]["epochs"] == 150 for lr in ("1", "0.1", "0.01", "0.001")
                               for r in long_runs(d, lr)), why="epochs asked", read_off=("150",)),
@@ -316,8 +326,7 @@ CLAIMS: list[Claim] = [
           and all(b > l for b, l in zip(value("Q1.3", "crossings", 0.1, "best_epoch")(d),
                                         value("Q1.4", "tables", 0.1, "lowest_loss")(d)))),
     Claim("Q1.4", "**lr 0.01 and 0.001** stay below their limits (0.699 and 0.0658 of them): stable, but a step moves "
-                  "the weights by lr × g, so they are slow: lr 0.001's validation loss is lowest at epochs 147–150, "
-                  "still falling.",
+                  "the weights by lr × g, so they are slow: lr 0.001's validation loss is lowest at epochs 147–150.",
           {"0.699": bare("Q1.4", "tables", 0.01, "edge"), "0.0658": bare("Q1.4", "tables", 0.001, "edge"),
            "147–150": span("Q1.4", "tables", 0.001, "lowest_loss")},
           lambda d: value("Q1.4", "tables", 0.01, "edge")(d) < 1 and value("Q1.4", "tables", 0.001, "edge")(d) < 1
@@ -359,8 +368,8 @@ CLAIMS: list[Claim] = [
           lambda d: all(abs(row(d, "Q1.5", "capacity", s)["train_end"] - 0.97) < 0.005 for s in ("base", "deeper", "wider")),
           read_off=("97",)),
     Claim("Q1.5", "yet wider and deeper are still not detectably better on test, nor narrow detectably worse "
-                  "(p = 0.12). Train near 97 %, test below 90 % (a): the limit is "
-                  "generalisation, not fit; all overfit in loss after epochs 10–26 (table).",
+                  "(p = 0.12). Train near 97 %, test below 90 %: the limit is "
+                  "generalisation, not fit; all overfit in loss after epochs 10–26 (table, figure).",
           {"0.12": shown_p("Q1.5", "capacity", "narrow"),
            "10–26": computed(lambda d: "–".join(str(f(e for r in rows(d, "Q1.5", "capacity") for e in r["lowest_loss"]))
                                                 for f in (min, max)), "Q1.5 capacity: lowest_loss range")},
@@ -465,18 +474,28 @@ CLAIMS: list[Claim] = [
            "9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch")},
           lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == 0.1
           and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1),
-    Claim("Q1.7", "In FLOPs MLP+BN is first (1.6 TFLOP; the CNN 2.5–3.8), but 3 CNN epochs (1.89 TFLOP, 7 % above "
-                  "10 MLP epochs) reach 91.60 ± 0.19 %, 1.57 ± 0.95 points above MLP+BN.",
+    Claim("Q1.7", "Per FLOP it ties MLP+BN: 1.6 TFLOP to 90 %, the CNN's 3-epoch schedule 1.3–1.9; those 3 epochs "
+                  "(1.89 TFLOP, 7 % above 10 MLP epochs) reach 91.60 ± 0.19 %, 1.57 ± 0.95 points above MLP+BN.",
           {"1.6": computed(lambda d: fmt(to_target(d, "MLP+BN, CNN scheme")[1]), "MLP+BN: epochs to 90 % × TFLOP/epoch"),
-           "2.5–3.8": computed(lambda d: "–".join(fmt(x) for x in to_target(d, "CNN, CNN scheme")), "CNN: the same"),
+           "1.3–1.9": computed(lambda d: "–".join(fmt(x) for x in to_target(d, SHORT, 3)), "the 3-epoch CNN: the same"),
            "1.89": bare(*NET, SHORT, "tflop"),
            "7": computed(lambda d: f"{100 * (value(*NET, SHORT, 'tflop')(d) / value(*NET, 'MLP, demo scheme', 'tflop')(d) - 1):.0f}",
                          "the short CNN's TFLOP over the MLP's 10 epochs"),
            "91.60 ± 0.19": cell(*NET, SHORT, "accuracy"),
            "1.57 ± 0.95": plain(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN", "diff")},
           lambda d: significant(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN")(d)
-          and to_target(d, "MLP+BN, CNN scheme")[1] < to_target(d, "CNN, CNN scheme")[0]
-          and run(d, "cnn_short_lr0.01_seed0")["recipe"]["epochs"] == 3),
+          and to_target(d, SHORT, 3)[0] <= to_target(d, "MLP+BN, CNN scheme")[1] <= to_target(d, SHORT, 3)[1]
+          and run(d, "cnn_short_lr0.01_seed0")["recipe"]["epochs"] == 3, read_off=("3",),
+          why="MLP+BN's TFLOP to 90 % within the 3-epoch CNN's range"),
+    # Appendix B2
+    Claim("appendix", "lr 1's 13.28 ± 5.69 % equals Q1.3's at epoch 150 by coincidence: in both, two seeds predict a "
+                      "single class (10.00 %) and one nearly only two (19.85 %).",
+          {"13.28 ± 5.69": cell("Q1.3", "epochs", 1.0, "accuracy")},
+          lambda d: cell("B", "quickstart", 1.0, "quickstart")(d) == cell("Q1.3", "epochs", 1.0, "accuracy")(d)
+          and all(collapsed([run(d, f"{loop}_lr1_seed{seed}") for seed in (0, 1, 2)])
+                  for loop in ("long", "quickstart")),
+          why="both loops' lr-1 seeds: two at 10.00 % predicting one class, one at 19.85 % with 99.9 % of its "
+              "predictions in two classes", read_off=("10.00", "19.85")),
 ]
 
 
