@@ -85,13 +85,12 @@ def _ticks(*axes: plt.Axes) -> None:
             if scale == "linear":
                 axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
             elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 4 to 8 ticks
-                if 0 < low < high / 100:  # two decades or more: widened to whole decades, each labelled
-                    low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
-                    (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)
-
                 def shown(locator: LogLocator) -> int:
                     return sum(min(low, high) <= v <= max(low, high) for v in locator.tick_values(low, high))
                 fitting = [LogLocator(subs=subs, numticks=30) for subs in ((1,), (1, 3), (1, 2, 5))]
+                if 0 < low < high / 100 and shown(fitting[0]) < 4:  # 2-3 decades: widened to whole decades, so
+                    low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
+                    (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)  # each is labelled, no 1-3 steps
                 axis.set_major_locator(next((c for c in fitting if 4 <= shown(c) <= 8), fitting[0]))
                 axis.set_minor_formatter(NullFormatter())
             if scale != "linear" and sum(min(low, high) <= v <= max(low, high)

@@ -228,12 +228,6 @@ def collapsed(runs: list[dict]) -> bool:
         and np.sort(predicted[2])[-2:].sum() >= 0.999 * predicted[2].sum()
 
 
-def to_target(d: Deliverable, network: str, epochs_run: int = 10) -> tuple[float, float]:
-    """The fewest and most TFLOP a network's seeds spent until validation passed 90 %: epochs × TFLOP per epoch."""
-    epochs = [e for e in value(*NET, network, "epoch")(d) if isinstance(e, int)]
-    per_epoch = value(*NET, network, "tflop")(d) / epochs_run
-    return min(epochs) * per_epoch, max(epochs) * per_epoch
-
 CLAIMS: list[Claim] = [
     # Q1.2
     Claim("Q1.2", "**lr 0.1 has the highest mean accuracy, then 0.01 and 0.001; lr 1 fails (no seed reaches 50 %).**",
@@ -291,8 +285,10 @@ CLAIMS: list[Claim] = [
           and all(e >= 140 for e in value("Q1.4", "tables", 0.001, "lowest_loss")(d)),
           why="no train crossing; its validation loss still lowest in the last 10 epochs"),
     # Q1.4
-    Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03; the reference rate is chosen on the selection seeds (B1).",
-          holds=lambda d: {0.7, 0.5, 0.3, 0.03} <= {r["lr"] for r in rows(d, "Q1.4", "learning_rates")}
+    Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03; the reference rate is chosen on the selection seeds (B1); on "
+                  "the reported seeds 0.3 is higher, undetectably.",
+          holds=lambda d: value("Q1.4", "learning_rates", 0.3, "diff")(d) > 0 and cannot_tell(row(d, "Q1.4", "learning_rates", 0.3))
+          and {0.7, 0.5, 0.3, 0.03} <= {r["lr"] for r in rows(d, "Q1.4", "learning_rates")}
           and row(d, "B", "searches", "base (Q1.4, Q1.5, Q1.7)")["lr"] == [0.5, 0.3, 0.1, 0.03]
           and row(d, "B", "searches", "base (Q1.4, Q1.5, Q1.7)")["chosen"] == 0.1),
     Claim("Q1.4", "**Both tables order the rates 0.1, 0.01, 0.001, 1; the 140 epochs after Q1.2 help the slowest rate "
@@ -313,7 +309,7 @@ CLAIMS: list[Claim] = [
           {"7.1": bare("Q1.4", "tables", 1.0, "edge")},
           lambda d: all(p["sharpness"][checkpoint(p, 10)] > 2 for p in probes(d, "1")), read_off=("10",)),
     Claim("Q1.4", "and nearly all of the last hidden layer falls silent on every probe image "
-                  "(c); a silent ReLU passes no gradient, so it stays silent.",
+                  "(c); a silent ReLU passes no gradient, so the share stays high.",
           holds=lambda d: value("Q1.4", "tables", 1.0, "silent")(d) > 0.99
           and all(p["dead"][np.argmax(p["dead"][:, -1] >= 0.95):, -1].min() >= 0.95 for p in probes(d, "1")),
           why="more than 99 % of the last layer silent at the end; once 95 % is silent, never fewer"),
@@ -365,7 +361,7 @@ CLAIMS: list[Claim] = [
           and all(fmt(row(d, "Q1.5", "structures", s)["multiply_adds"] / row(d, "Q1.5", "structures", "base")["multiply_adds"])
                   == fmt(row(d, "Q1.5", "structures", s)["params"] / row(d, "Q1.5", "structures", "base")["params"])
                   for s in ("wider", "deeper"))),
-    Claim("Q1.5", "*Why:* at 10 epochs the budget binds: each fits 88–90 % of its training images. Given 50 epochs "
+    Claim("Q1.5", "*Why:* at 10 epochs the budget binds: each fits 88–90 % of its training images. Within 50 epochs "
                   "the large MLPs fit about 97 %, the narrow one 93.44 % (at the best validation epoch), yet",
           {"88–90": computed(lambda d: "–".join(str(round(100 * f(r["train_10"] for r in rows(d, "Q1.5", "capacity"))))
                                                 for f in (min, max)), "Q1.5 capacity: train_10 range"),
@@ -401,7 +397,7 @@ CLAIMS: list[Claim] = [
               "‖g‖ or mean |g|"),
     Claim("Q1.6", "Only at lr 1 does a size fall: mean |g| (p < 0.001); its mean's trend follows an early spike (figure a). "
                   "At lr 0.1 the mean dips, then recovers (b); there and at 0.01 ‖g‖ and mean |g| rise (p < 0.001, "
-                  "figure e–f).",
+                  "figure e–f). The hint holds in sign; in size only at lr 1.",
           holds=lambda d: value(*FS, 1.0, "abs_change")(d) < 0 and value(*FS, 1.0, "abs_p")(d) < 0.001
           and not any(value(*FS, lr, c + "_change")(d) < 0 and real(value(*FS, lr, c + "_p")(d))
                       for lr in (0.1, 0.01, 0.001) for c in ("norm", "abs"))
@@ -478,19 +474,15 @@ CLAIMS: list[Claim] = [
            "9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch")},
           lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == 0.1
           and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1),
-    Claim("Q1.7", "Per FLOP it is not ahead of MLP+BN: 1.6 TFLOP to 90 %, the CNN's 3-epoch schedule 1.3–1.9; those 3 epochs "
-                  "(1.89 TFLOP, 7 % above 10 MLP epochs) reach 91.60 ± 0.19 %, 1.57 ± 0.95 points above MLP+BN.",
-          {"1.6": computed(lambda d: fmt(to_target(d, "MLP+BN, CNN scheme")[1]), "MLP+BN: epochs to 90 % × TFLOP/epoch"),
-           "1.3–1.9": computed(lambda d: "–".join(fmt(x) for x in to_target(d, SHORT, 3)), "the 3-epoch CNN: the same"),
-           "1.89": bare(*NET, SHORT, "tflop"),
+    Claim("Q1.7", "A 3-epoch CNN (1.89 TFLOP, 7 % above 10 MLP epochs) reaches 91.60 ± 0.19 %, 1.57 ± 0.95 points above "
+                  "MLP+BN.",
+          {"1.89": bare(*NET, SHORT, "tflop"),
            "7": computed(lambda d: f"{100 * (value(*NET, SHORT, 'tflop')(d) / value(*NET, 'MLP, demo scheme', 'tflop')(d) - 1):.0f}",
                          "the short CNN's TFLOP over the MLP's 10 epochs"),
            "91.60 ± 0.19": cell(*NET, SHORT, "accuracy"),
            "1.57 ± 0.95": plain(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN", "diff")},
           lambda d: significant(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN")(d)
-          and to_target(d, SHORT, 3)[0] <= to_target(d, "MLP+BN, CNN scheme")[1] <= to_target(d, SHORT, 3)[1]
-          and run(d, "cnn_short_lr0.01_seed0")["recipe"]["epochs"] == 3, read_off=("3",),
-          why="MLP+BN's TFLOP to 90 % within the 3-epoch CNN's range"),
+          and run(d, "cnn_short_lr0.01_seed0")["recipe"]["epochs"] == 3, read_off=("3",)),
     # Appendix B2
     Claim("appendix", "lr 1's 13.28 ± 5.69 % equals Q1.3's at epoch 150 by coincidence: in both, two seeds predict a "
                       "single class (10.00 %) and one nearly only two (19.85 %).",
