@@ -301,7 +301,7 @@ CLAIMS: list[Claim] = [
           and max(rows(d, "Q1.4", "tables"), key=lambda r: r["gain"])["lr"] == 0.001,
           why="Q1.2's order is Q1.3's rank; the gain's interval excludes 0 only at 0.001, the largest gain",
           read_off=("140",)),
-    Claim("Q1.4", "(the largest Hessian eigenvalue of the loss on 1,024 training images) predicts the limit: full-batch descent "
+    Claim("Q1.4", "(the largest Hessian eigenvalue of the loss on 1,024 training images) sets the theoretical limit: full-batch descent "
                   "overshoots along a direction whose curvature exceeds 2 / lr (a guide for SGD; Cohen et al., 2021).",
           holds=lambda d: all(r["recipe"]["probe_images"] == 1024 for lr in ("1", "0.1", "0.01", "0.001")
                               for r in long_runs(d, lr)), read_off=("1024", "2021")),  # 2021: a citation
