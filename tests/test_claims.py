@@ -422,8 +422,8 @@ CLAIMS: list[Claim] = [
     Claim("Q1.6", "**Why the sizes change.** At lr 1 the units fall silent (Q1.4, figure c) and pass no gradient.",
           holds=lambda d: value("Q1.4", "tables", 1.0, "silent")(d) > 0.99
           > 0.1 > max(value("Q1.4", "tables", lr, "silent")(d) for lr in (0.1, 0.01, 0.001))),
-    Claim("Q1.6", "Over whole runs ‖g‖ rises at lr 0.01 and 0.001 and moves with the sharpness (correlation 0.34–0.89 at "
-                  "lr 1–0.01); at lr 0.1, where the loss reaches 0.00025, it falls from 0.41 to 0.004–0.006 (p_c − y_c → 0).",
+    Claim("Q1.6", "Over whole runs ‖g‖ rises at lr 0.01 and 0.001, at lr 1–0.01 with the sharpness (correlation "
+                  "0.34–0.89); at lr 0.1, where the loss reaches 0.00025, it falls from 0.41 to 0.004–0.006 (p_c − y_c → 0).",
           {"0.34–0.89": computed(lambda d: "–".join(f"{f(c for lr in (1.0, 0.1, 0.01) for c in value('Q1.6', 'probe', lr, 'corr')(d)):.2f}"
                                                     for f in (min, max)), "Q1.6 probe: corr range at lr 1, 0.1, 0.01"),
            "0.41": bare("Q1.6", "probe", 0.1, "norm_start"),
@@ -471,8 +471,9 @@ CLAIMS: list[Claim] = [
           == value(*NET, "MLP 64-64, CNN scheme", "params")(d) - 64 - 64 - 10,
           why="the 64-64 MLP's multiply-adds are its weights: each used once per image"),
     Claim("Q1.7", "**It converges in fewer epochs:** under the demo scheme validation passes 90 % after 4–5 epochs, where "
-                  "the plain MLP needs 38–44 (Q1.3, validation) and MLP+BN, under the CNN scheme, 9.",
+                  "the plain MLP needs 38–44 (Q1.3, validation); under the CNN scheme 4–6, where MLP+BN needs 9.",
           {"4–5": span(*NET, "CNN, demo scheme", "epoch"), "38–44": span("Q1.3", "crossings", 0.1, "validation_epoch"),
+           "4–6": span(*NET, "CNN, CNN scheme", "epoch"),
            "9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch")},
           lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == 0.1
           and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1),
