@@ -140,6 +140,12 @@ def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str
     return True
 
 
+def _losses(ax: plt.Axes, runs: Group, color_: str, name: str = "_") -> None:
+    """Test loss (end of each epoch, solid) and train loss (mean over each epoch, dashed, drawn at mid-epoch)."""
+    seeds(ax, [r.test_loss for r in runs], color_, name)
+    seeds(ax, [r.train_loss for r in runs], color_, "_", "--", x0=0.5)
+
+
 @figure
 def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int]) -> Figure:
     """The images at `indices`, each titled with its class name and label."""
@@ -165,8 +171,7 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
             smooth = np.convolve(first.step_loss, np.ones(window) / window, mode="valid")
             left.plot((np.arange(len(smooth)) + window) / first.steps_per_epoch, smooth, color=color(key), lw=0.8,
                       label=label(key))
-        seeds(right, [r.test_loss for r in runs], color(key), label(key))
-        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        _losses(right, runs, color(key), label(key))
         for run in runs:
             if run.diverged:
                 left.annotate(f"seed {run.recipe.seed} diverged at step {run.diverged_step}",
@@ -194,8 +199,7 @@ def loss_panels(groups: dict[Any, Group], title: str) -> Figure:
     epoch, dashed), mean over the seeds, band: lowest to highest. The title says which line is which."""
     fig, axes = plt.subplots(1, len(groups), figsize=(WIDTH, 1.9), sharey=True)
     for ax, (key, runs) in zip(axes, groups.items()):
-        seeds(ax, [r.test_loss for r in runs], color(key), "_")
-        seeds(ax, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        _losses(ax, runs, color(key))
         ax.set_title(label(key))
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("cross-entropy loss")
@@ -214,8 +218,7 @@ def error_curves(groups: dict[float, Group], target: float, title: str) -> Figur
     for key, runs in groups.items():
         seeds(left, [[100 * (1 - a) for a in r.test_accuracy] for r in runs], color(key), label(key))
         seeds(left, [[100 * (1 - a) for a in r.validation_accuracy] for r in runs], color(key), "_", ":", band=False)
-        seeds(right, [r.test_loss for r in runs], color(key), "_")
-        seeds(right, [r.train_loss for r in runs], color(key), "_", "--", x0=0.5)
+        _losses(right, runs, color(key))
     left.axhline(100 * (1 - target), color="black", lw=0.8, ls="-.")
     left.set_yscale("log")
     left.set_title(f"(a) error = 100 − accuracy (%); dash-dot: {100 * target:g} % accuracy")

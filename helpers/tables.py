@@ -77,7 +77,8 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
                         **({"accuracy_note": f"{len(crossed)} of {len(runs)} seeds"} if len(crossed) < len(runs) else {})}
         else:
             accuracy = _summary(runs)
-            accuracy["accuracy_note"] = f"at the end{', ' + accuracy['accuracy_note'] if 'accuracy_note' in accuracy else ''}"
+            note = accuracy.get("accuracy_note")  # how the runs ended, where a seed diverged
+            accuracy["accuracy_note"] = f"at the end, {note}" if note else "at the end"
         rows.append({"lr": lr, **accuracy, "epoch": [e for e, _ in found],
                      "order": (len(runs) - len(crossed), mean(crossed) or 0, -(accuracy["accuracy"] or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
