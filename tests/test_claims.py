@@ -241,8 +241,7 @@ CLAIMS: list[Claim] = [
           holds=lambda d: all(not real(r["p"]) for r in rows(d, "B", "quickstart"))
           and all(r["data_sizes"]["train"] == 60000 for n, r in d.runs.items() if n.startswith("quickstart"))),
     # Q1.3
-    Claim("Q1.3", "**Epoch**: the first whose test accuracy (the one the quickstart prints) reaches 90 %; a measurement, "
-                  "not a choice.",
+    Claim("Q1.3", "**Epoch**: the first whose test accuracy (the one the quickstart prints) reaches 90 %.",
           holds=lambda d: all([e if isinstance(e, int) else None for e in row(d, "Q1.3", "epochs", float(lr))["epoch"]]
                               == [report.first_reaching(r["test_accuracy"], 0.9) for r in long_runs(d, lr)]
                               for lr in ("1", "0.1", "0.01", "0.001")),
@@ -267,12 +266,14 @@ CLAIMS: list[Claim] = [
           lambda d: all(isinstance(e, int) for e in value("Q1.3", "epochs", 0.1, "epoch")(d))
           and all(e == "> 150" for lr in (0.01, 0.001, 1.0) for e in value("Q1.3", "epochs", lr, "epoch")(d))
           and [r["lr"] for r in sorted(rows(d, "Q1.3", "epochs"), key=lambda r: r["rank"])] == [0.1, 0.01, 0.001, 1.0]),
-    Claim("Q1.3", "lr 0.1 ends on the line (90.09 %): its crossing epoch is noisy.",
-          {"90.09": bare("Q1.4", "tables", 0.1, "test_end")},
-          lambda d: abs(value("Q1.4", "tables", 0.1, "test_end")(d) - 0.9) < 0.005
+    Claim("Q1.3", "lr 0.1 then hovers on and below the line to epoch 150 (a): its crossing epoch is noisy.",
+          holds=lambda d: abs(value("Q1.4", "tables", 0.1, "test_end")(d) - 0.9) < 0.005
           and all(min(r["test_accuracy"][report.first_reaching(r["test_accuracy"], 0.9):]) < 0.9
-                  for r in long_runs(d, "0.1")),
-          why="the end within half a point of 90 %; every seed falls below 90 % again after its first crossing"),
+                  for r in long_runs(d, "0.1"))
+          and all(0.87 < a < 0.905 for r in long_runs(d, "0.1")
+                  for a in r["test_accuracy"][report.first_reaching(r["test_accuracy"], 0.9) - 1:]),
+          why="the end within half a point of 90 %; every seed falls below 90 % again after its first crossing and "
+              "stays between 87 % and 90.5 %"),
     Claim("Q1.3", "Validation passes 90 % earlier (lr 0.1: epochs 38–44; 0.01: 101–129).",
           {"38–44": span("Q1.3", "crossings", 0.1, "validation_epoch"),
            "101–129": span("Q1.3", "crossings", 0.01, "validation_epoch")},
@@ -285,8 +286,8 @@ CLAIMS: list[Claim] = [
           and all(e >= 140 for e in value("Q1.4", "tables", 0.001, "lowest_loss")(d)),
           why="no train crossing; its validation loss still lowest in the last 10 epochs"),
     # Q1.4
-    Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03; the reference rate is chosen on the selection seeds (B1); on "
-                  "the reported seeds 0.3 is higher, undetectably.",
+    Claim("Q1.4", "Also trained: rates 0.7, 0.5, 0.3, 0.03 (B1 chose 0.1 on the selection seeds; on the reported ones 0.3 "
+                  "is higher, undetectably).",
           holds=lambda d: value("Q1.4", "learning_rates", 0.3, "diff")(d) > 0 and cannot_tell(row(d, "Q1.4", "learning_rates", 0.3))
           and {0.7, 0.5, 0.3, 0.03} <= {r["lr"] for r in rows(d, "Q1.4", "learning_rates")}
           and row(d, "B", "searches", "base (Q1.4, Q1.5, Q1.7)")["lr"] == [0.5, 0.3, 0.1, 0.03]
@@ -368,9 +369,8 @@ CLAIMS: list[Claim] = [
            "93.44": bare("Q1.5", "capacity", "narrow", "train_end")},
           lambda d: all(abs(row(d, "Q1.5", "capacity", s)["train_end"] - 0.97) < 0.005 for s in ("base", "deeper", "wider")),
           read_off=("97",)),
-    Claim("Q1.5", "yet wider and deeper are still not detectably better on test, nor narrow detectably worse "
-                  "(p = 0.12). Train near 97 %, test below 90 %: the limit is "
-                  "generalisation, not fit; all overfit in loss after epochs 10–26 (table).",
+    Claim("Q1.5", "yet on test wider and deeper are not detectably better, nor narrow worse (p = 0.12). Train near "
+                  "97 %, test below 90 %: the limit is generalisation; all overfit in loss after epochs 10–26 (table).",
           {"0.12": shown_p("Q1.5", "capacity", "narrow"),
            "10–26": computed(lambda d: "–".join(str(f(e for r in rows(d, "Q1.5", "capacity") for e in r["lowest_loss"]))
                                                 for f in (min, max)), "Q1.5 capacity: lowest_loss range")},
@@ -397,15 +397,18 @@ CLAIMS: list[Claim] = [
               "‖g‖ or mean |g|"),
     Claim("Q1.6", "Only at lr 1 does a size fall: mean |g| (p < 0.001); its mean's trend follows an early spike (a). "
                   "At lr 0.1 the mean dips, then recovers (b); there and at 0.01 ‖g‖ and mean |g| rise (p < 0.001, "
-                  "e–f). The hint holds in sign at three rates, in size only at lr 1.",
-          holds=lambda d: value(*FS, 1.0, "abs_change")(d) < 0 and value(*FS, 1.0, "abs_p")(d) < 0.001
+                  "e–f). The hint holds in sign at three rates, in size only at lr 1 (0.001: cannot tell, "
+                  "p = 1.00).",
+          {"1.00": shown_p(*FS, 0.001, "norm_p")},
+          lambda d: value(*FS, 1.0, "abs_change")(d) < 0 and value(*FS, 1.0, "abs_p")(d) < 0.001
           and not any(value(*FS, lr, c + "_change")(d) < 0 and real(value(*FS, lr, c + "_p")(d))
                       for lr in (0.1, 0.01, 0.001) for c in ("norm", "abs"))
           and (lambda m: 0 < np.mean(m[-10:]) < np.mean(m[:10]))(mean_curve(d, "1"))
           and (lambda m: min(m) < m[0] and int(np.argmin(m)) < 50 and abs(m[-1]) < abs(min(m)) / 2)(mean_curve(d, "0.1"))
           and all(value(*FS, lr, c + "_change")(d) > 0 and value(*FS, lr, c + "_p")(d) < 0.001
-                  for lr in (0.1, 0.01) for c in ("norm", "abs")),
-          why="the size trends; lr 1's mean curve positive and lower at the end; lr 0.1's dips in the first 50 steps "
+                  for lr in (0.1, 0.01) for c in ("norm", "abs"))
+          and all(shown_p(*FS, 0.001, c + "_p")(d) == "1.00" for c in ("norm", "abs")),
+          why="the size trends (at 0.001 neither detectable, both p shown as 1.00); lr 1's mean curve positive and lower at the end; lr 0.1's dips in the first 50 steps "
               "and ends within half the dip"),
     Claim("Q1.6", "One lr-1 seed diverges (step 34), left out.",
           {"34": computed(lambda d: str(next(r["diverged_step"] for r in traced_runs(d, "1") if r["diverged_step"])),
@@ -470,13 +473,14 @@ CLAIMS: list[Claim] = [
           holds=lambda d: value(*NET, "MLP 64-64, CNN scheme", "multiply_adds")(d)
           == value(*NET, "MLP 64-64, CNN scheme", "params")(d) - 64 - 64 - 10,
           why="the 64-64 MLP's multiply-adds are its weights: each used once per image"),
-    Claim("Q1.7", "**It converges in fewer epochs:** under the demo scheme validation passes 90 % after 4–5 epochs, where "
-                  "the plain MLP needs 38–44 (Q1.3, validation); under the CNN scheme 4–6, where MLP+BN needs 9.",
-          {"4–5": span(*NET, "CNN, demo scheme", "epoch"), "38–44": span("Q1.3", "crossings", 0.1, "validation_epoch"),
-           "4–6": span(*NET, "CNN, CNN scheme", "epoch"),
-           "9": computed(lambda d: str(max(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))), "Q1.7 networks: MLP+BN epoch")},
-          lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == 0.1
-          and len(set(value(*NET, "MLP+BN, CNN scheme", "epoch")(d))) == 1),
+    Claim("Q1.7", "**It converges in fewer epochs:** at the demo's constant rate validation passes 90 % after "
+                  "4–5 epochs, where the plain MLP needs 38–44 (Q1.3, validation). Under one-cycle, crossing epochs "
+                  "follow the schedule's length; the CNN scheme's are not compared.",
+          {"4–5": span(*NET, "CNN, demo scheme", "epoch"), "38–44": span("Q1.3", "crossings", 0.1, "validation_epoch")},
+          lambda d: value(*NET, "MLP, demo scheme", "lr")(d) == value(*NET, "CNN, demo scheme", "lr")(d) == 0.1
+          and run(d, "cnn_demo_lr0.1_seed0")["recipe"]["schedule"] == "constant"
+          and run(d, "cnn_cnn_lr0.01_seed0")["recipe"]["schedule"] == "onecycle",
+          why="both demo-scheme rows at the constant rate 0.1; the CNN scheme one-cycle"),
     Claim("Q1.7", "A 3-epoch CNN (1.89 TFLOP, 7 % above 10 MLP epochs) reaches 91.60 ± 0.19 %, 1.57 ± 0.95 points above "
                   "MLP+BN.",
           {"1.89": bare(*NET, SHORT, "tflop"),
