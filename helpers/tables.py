@@ -14,7 +14,7 @@ from . import report
 from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
-           "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": "Runs",
+           "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": f"Runs (learned: test ≥ {100 * report.LEARNED:g} %)",
            "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
            "network": "Network", "change": "Change (each cell at its own chosen rate)", "search": "Search",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
@@ -190,8 +190,8 @@ def layer_sums(runs: Group) -> pd.DataFrame:
         rows.append({"layer": str(i + 1) if i < len(sizes) else "all", "params": size,
                      "cancel": float(np.mean([np.mean(s / a) for s, a in zip(signed, sizes_)])),
                      "share": float(np.mean([np.mean(s) for s in signed])) / total})
-    return _frame(rows, "layer", cancel=f"|Σg| / Σ|g| (lr {runs[0].recipe.lr:g}, steps 1–100)",
-                  share=f"|Σg| / N (N = {total:,}; all: signs summed first)")
+    return _frame(rows, "layer", layer=f"Layer (lr {runs[0].recipe.lr:g})", cancel="|Σg| / Σ|g|, mean of steps",
+                  share=f"|Σg| / N, mean of steps (N = {total:,})")
 
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:

@@ -396,7 +396,8 @@ STYLES = ("test loss (b)", "train loss (b)", "test loss", "train loss", "test", 
 
 def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_nothing():
     """Every outcome drawn; every legend entry drawn; every axis titled, with at least 4 ticks on its value axis
-    and every finite point of every curve inside its limits."""
+    and every finite point of every curve inside its limits (a panel titled 'zoomed' may cut off below, and names a
+    rate that lies wholly below)."""
     drawn_figures = figures()
     notes = [t for fig in drawn_figures for ax in fig.axes for t in ax.texts]
     text = " ".join(t.get_text() for t in notes)
@@ -417,10 +418,28 @@ def test_every_figure_draws_every_outcome_lists_only_what_it_draws_and_cuts_off_
             for line in (line for line in ax.lines if line.get_transform() == ax.transData):  # not a reference line
                 x, y = (np.asarray(v, float) for v in line.get_data())
                 kept = np.isfinite(x) & np.isfinite(y)
-                assert ((x[kept] >= x0) & (x[kept] <= x1) & (y[kept] >= y0) & (y[kept] <= y1)).all(), ax.get_title()
-            for note in ax.texts:  # a note where the run diverged is drawn where it happened, inside the panel
+                low_ok = y[kept] >= y0 if "zoomed" not in ax.get_title() else True
+                assert ((x[kept] >= x0) & (x[kept] <= x1) & low_ok & (y[kept] <= y1)).all(), ax.get_title()
+            for note in (t for t in ax.texts if hasattr(t, "xy")):  # a note where a run diverged: inside the panel
                 assert x0 <= note.xy[0] <= x1, (note.get_text(), note.xy, (x0, x1))
+            below = {line.get_label() for line in ax.lines if line.get_label()[:1] != "_" and len(line.get_ydata())
+                     and np.nanmax(np.asarray(line.get_ydata(), float)) < y0}
+            assert all(name in " ".join(t.get_text() for t in ax.texts) for name in below), below
     plt.close("all")
+
+
+@pytest.mark.parametrize("scale, values", [("log", (2.287, 2.307)), ("linear", (0.1, 0.1004)), ("log", (1e-3, 30))])
+def test_tick_labels_are_distinct_however_narrow_the_range(scale, values):
+    """A loss that barely moves (2.287 to 2.307) gets labels with enough digits to tell its ticks apart."""
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], values)
+    ax.set_yscale(scale)
+    plotting._ticks(ax)
+    fig.canvas.draw()
+    low, high = ax.get_ylim()
+    labels = [t.get_text() for t in ax.yaxis.get_ticklabels() if low <= t.get_position()[1] <= high]
+    assert len(labels) >= 4 and len(set(labels)) == len(labels), labels
+    plt.close(fig)
 
 
 def test_a_mean_is_drawn_only_while_every_seed_runs():
