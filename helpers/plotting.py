@@ -95,7 +95,7 @@ def _ticks(*axes: plt.Axes) -> None:
                 axis.set_minor_formatter(NullFormatter())
             if scale != "linear" and sum(min(low, high) <= v <= max(low, high)
                                          for v in axis.get_major_locator().tick_values(low, high)) < 4:
-                axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=4))  # under a decade: evenly spaced ticks
+                axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=4))  # under a decade: evenly spaced ticks
             shown = [v for v in axis.get_major_locator().tick_values(low, high) if min(low, high) <= v <= max(low, high)]
             if len(shown) > 1 and len({_number(v) for v in shown}) < len(shown):  # 3 digits too few: 2.29, 2.29
                 digits = max(0, -math.floor(math.log10(min(b - a for a, b in zip(shown, shown[1:])))))
