@@ -152,7 +152,7 @@ def save(results: dict[str, Any], profile: Profile) -> None:
         print(f"Note: these numbers differ from the ones my answers quote in {', '.join(differ)}.")
 
 
-WIDTH = 98  # characters of code that fit a line of the PDF's code blocks (8 pt monospace)
+WIDTH = 101  # characters of code that fit a line of the PDF's code blocks (8 pt monospace; measured)
 
 
 def fitted(code: str, width: int = WIDTH) -> str:
