@@ -39,9 +39,10 @@ class Profile:
     data_root: Path = ROOT / "data"
 
     def describe(self) -> str:
-        """One line: the data and epochs of this profile."""
-        return (f"{self.name} profile: {self.train_samples:,} train, {self.validation_samples:,} validation, "
-                f"{self.test_samples:,} test images; {self.epochs} epochs (Q1.3: {self.long_epochs}, Q1.5: {self.max_epochs})")
+        """Two lines: the data (train accuracy is measured on a fixed sample of the training images) and the epochs."""
+        return (f"{self.name} profile: {self.train_samples:,} train images (train accuracy on {self.train_eval_samples:,} "
+                f"of them), {self.validation_samples:,} validation, {self.test_samples:,} test\n"
+                f"{self.epochs} epochs (Q1.3: {self.long_epochs}, Q1.5: {self.max_epochs})")
 
     @property
     def data_sizes(self) -> dict[str, int]:

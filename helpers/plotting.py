@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from . import report
 from .data import CLASS_NAMES
@@ -23,6 +23,7 @@ from .report import Group
 STYLE = {"font.size": 8.5, "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 8, "xtick.labelsize": 8,
          "ytick.labelsize": 8, "figure.dpi": 96, "axes.grid": True, "grid.alpha": 0.3}
 WIDTH = 7.4  # inches: the text width of an A4 page, so the figure prints at its own size
+TICK_SPACING = 0.16  # inches between labelled ticks, at least (8 pt labels are 0.11 in high)
 RATE_COLORS = {1: "#d62728", 0.7: "#e377c2", 0.5: "#ff7f0e", 0.3: "#bcbd22", 0.1: "#1f77b4", 0.03: "#17becf",
                0.01: "#2ca02c", 0.001: "#9467bd"}
 MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "narrow": "#2ca02c", "base+bn": "#8c564b",
@@ -77,28 +78,38 @@ def _number(value: float, _: Any = None) -> str:
 
 
 def _ticks(*axes: plt.Axes) -> None:
-    """Readable value ticks: on a log axis decades (or 1-2-5 steps where few decades show), labelled compactly; on a
-    linear one 4 to 6 (whole numbers on the x axis: epochs and steps)."""
+    """Readable value ticks, labelled compactly and at least TICK_SPACING apart: on a log axis decades (or 1-2-5 steps
+    where few decades show, else 3 evenly spaced); on a linear one 3 to 6 (whole numbers on the x axis: epochs, steps)."""
     for ax in axes:
-        for axis, scale, (low, high) in ((ax.yaxis, ax.get_yscale(), ax.get_ylim()),
-                                         (ax.xaxis, ax.get_xscale(), ax.get_xlim())):
+        box = ax.get_position()  # before tight_layout, titles and the legend below leave a panel about half of it
+        size = ax.figure.get_size_inches()
+        for axis, scale, (low, high), inches in ((ax.yaxis, ax.get_yscale(), ax.get_ylim(), 0.5 * box.height * size[1]),
+                                                 (ax.xaxis, ax.get_xscale(), ax.get_xlim(), 0.5 * box.width * size[0])):
+            bins = max(2, min(6, int(inches / TICK_SPACING)))  # labelled ticks at least TICK_SPACING apart
             if scale == "linear":
-                axis.set_major_locator(MaxNLocator(nbins=6, min_n_ticks=4, integer=axis is ax.xaxis))
-            elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 4 to 8 ticks
-                def shown(locator: LogLocator) -> int:
-                    return sum(min(low, high) <= v <= max(low, high) for v in locator.tick_values(low, high))
+                axis.set_major_locator(MaxNLocator(nbins=bins, min_n_ticks=3, integer=axis is ax.xaxis))
+            elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 3 ticks, spaced apart
+                def shown(locator: LogLocator) -> list[float]:
+                    return [v for v in locator.tick_values(low, high) if min(low, high) <= v <= max(low, high)]
+
+                def spaced(locator: LogLocator) -> bool:
+                    ticks = np.log10(shown(locator))
+                    return len(ticks) >= 3 and np.diff(ticks).min() * inches / np.ptp(np.log10([low, high])) >= TICK_SPACING
                 fitting = [LogLocator(subs=subs, numticks=30) for subs in ((1,), (1, 3), (1, 2, 5))]
-                if 0 < low < high / 100 and shown(fitting[0]) < 4:  # 2-3 decades: widened to whole decades, so
+                if 0 < low < high / 100 and len(shown(fitting[0])) < 4:  # 2-3 decades: widened to whole decades, so
                     low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
                     (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)  # each is labelled, no 1-3 steps
-                axis.set_major_locator(next((c for c in fitting if 4 <= shown(c) <= 8), fitting[0]))
+                decades = LogLocator(numticks=bins + 1)  # every decade, or every other where too many show
+                axis.set_major_locator(next((c for c in fitting if spaced(c)), decades))
                 axis.set_minor_formatter(NullFormatter())
-            if scale != "linear" and sum(min(low, high) <= v <= max(low, high)
-                                         for v in axis.get_major_locator().tick_values(low, high)) < 4:
-                axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=4))  # under a decade: evenly spaced ticks
-            shown = [v for v in axis.get_major_locator().tick_values(low, high) if min(low, high) <= v <= max(low, high)]
-            if len(shown) > 1 and len({_number(v) for v in shown}) < len(shown):  # 3 digits too few: 2.29, 2.29
-                digits = max(0, -math.floor(math.log10(min(b - a for a, b in zip(shown, shown[1:])))))
+            if scale == "log" and 0 < low < high and not spaced(axis.get_major_locator()):  # 3 ticks evenly spaced
+                ticks = low * (high / low) ** np.array([0.1, 0.5, 0.9])
+                if (step := np.diff(ticks).min()) > 0:
+                    digits = 1 - math.floor(math.log10(step))  # two digits of the smallest step
+                    axis.set_major_locator(FixedLocator([round(float(v), digits) for v in ticks]))
+            values = [v for v in axis.get_major_locator().tick_values(low, high) if min(low, high) <= v <= max(low, high)]
+            if len(values) > 1 and len({_number(v) for v in values}) < len(values):  # 3 digits too few: 2.29, 2.29
+                digits = max(0, -math.floor(math.log10(min(b - a for a, b in zip(values, values[1:])))))
                 axis.set_major_formatter(FuncFormatter(lambda v, _, d=digits: f"{v:.{d}f}"))
             else:
                 axis.set_major_formatter(FuncFormatter(_number))
@@ -167,7 +178,8 @@ def show_samples(images: torch.Tensor, labels: torch.Tensor, indices: list[int])
 @figure
 def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
     """(a) every minibatch loss of the first seed, smoothed over a twentieth of an epoch (log scale), per rate or
-    network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds."""
+    network; (b) train loss (mean over each epoch, dashed) and test loss (end of each epoch, solid) over the seeds
+    (log scale: rates whose losses are close stay apart)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.85))
     for key, runs in groups.items():
         first = runs[0]
@@ -184,8 +196,8 @@ def loss_curves(groups: dict[Any, Group], title: str) -> Figure:
                               color=color(key), fontsize=8)
     left.set_yscale("log")
     left.set_title(f"(a) minibatch loss, seed {next(iter(groups.values()))[0].recipe.seed} (smoothed; log scale)")
-    right.set_title(f"(b) loss per epoch, {len(next(iter(groups.values())))} seeds")
-    right.set_ylim(bottom=0)
+    right.set_title(f"(b) loss per epoch, {len(next(iter(groups.values())))} seeds (log scale)")
+    right.set_yscale("log")
     for ax in (left, right):
         ax.set_xlabel("epoch")
     left.set_ylabel("cross-entropy loss")
@@ -308,6 +320,8 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         twin = ax.twinx()
         seeds(twin, [list(s["loss"]) for s in stats], "0.55", "_", band=False)
         twin.grid(False)
+        ax.set_zorder(twin.get_zorder() + 1)  # the gradient drawn over the loss
+        ax.patch.set_visible(False)
         twin.set_yscale("log")  # lr 1's spikes and lr 0.001's flat loss both readable
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")

@@ -147,11 +147,6 @@ def selection_score(run: History) -> tuple[float, float]:
     return accuracy, -loss
 
 
-def seconds_per_epoch(runs: Group) -> float:
-    """Median training seconds per epoch over all epochs of the runs."""
-    return statistics.median(s for run in runs for s in run.seconds)
-
-
 def training_tflop(run: History) -> list[float]:
     """After each epoch: the training compute spent so far (forward and backward passes), in TFLOP."""
     return [run.data_sizes["train"] * (e + 1) * run.flops_per_image / 1e12 for e in range(run.epochs)]

@@ -21,7 +21,6 @@ from .device import machine_line
 from .tables import view
 from .training import History
 
-TIMING = ("s_per_epoch",)  # columns that differ on every run of the same recipe: not compared
 _answered: dict[Path, dict | None] = {}  # the summary the answers were written from, per file, read once
 _shown: dict[str, dict[str, list]] = {}  # question -> table name -> rows of numbers, as show() displayed them
 
@@ -91,10 +90,10 @@ def probe_flops(run: History) -> int:
 
 
 def changed(answered: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """The questions (and the appendix, B) whose numbers differ (timing columns aside) between two summaries."""
+    """The questions (and the appendix, B) whose numbers differ between two summaries."""
     def bare(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: bare(v) for k, v in value.items() if k not in TIMING}
+            return {k: bare(v) for k, v in value.items()}
         return [bare(v) for v in value] if isinstance(value, list) else \
             round(value, 12) if isinstance(value, float) else value
     return [q for q in now if q.startswith(("Q", "B")) and bare(answered.get(q)) != bare(now[q])] if answered else []

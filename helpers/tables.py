@@ -15,7 +15,7 @@ from .report import Group, compare, mean, std, values
 
 HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure": "Structures", "params": "Parameters",
            "validation": "Validation (%)", "diff": "Δ (points, CI)", "p": "p", "runs": f"Runs (learned: test ≥ {100 * report.LEARNED:g} %)",
-           "rank": "Rank", "multiply_adds": "Multiply-adds / image", "s_per_epoch": "s / epoch",
+           "rank": "Rank", "multiply_adds": "Multiply-adds / image",
            "network": "Network", "change": "Change (each cell at its own chosen rate)", "search": "Search",
            "validation_epoch": "Validation ≥ 90 % at", "train_epoch": "Train ≥ 90 % at",
            "best_validation": "Best validation (%)", "best_epoch": "at epoch", "layer": "Layer",
@@ -214,12 +214,12 @@ def probe(groups: dict[float, Group]) -> pd.DataFrame:
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
     """Q1.7, each network and scheme as trained (`labels` name them): rate, test accuracy, parameters, multiply-adds,
-    training compute, the first epoch validation accuracy reached `target` (per seed), seconds per epoch."""
+    training compute, the first epoch validation accuracy reached `target` (per seed)."""
     return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr,
                     **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
                     "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
-                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy"),
-                    "s_per_epoch": report.seconds_per_epoch(runs)} for key, runs in groups.items()], "network",
+                    "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
+                   for key, runs in groups.items()], "network",
                   epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP")
 
 

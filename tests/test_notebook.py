@@ -116,10 +116,6 @@ def student_rerun(tmp_path, change) -> Deliverable:
     summary = json.loads(json.dumps(d.summary))
     summary["runs"].update(count=999, seconds_wall=12345.0, machines=["CPU Intel(R) Core(TM) i7-1165G7 (AVX2 kernels), "
                                                                       "torch 2.9.1"], side_by_side=8)
-    for rows in (summary[q] for q in summary if q.startswith("Q")):
-        for row in (r for table in rows.values() for r in table):
-            if "s_per_epoch" in row:
-                row["s_per_epoch"] *= 1.7
     change(summary)
     runs = {name: {**run, "machine": {**run["machine"], "name": "Intel(R) Core(TM) i7-1165G7"},
                    "seconds": [2 * s for s in run["seconds"]]} for name, run in d.runs.items()}
