@@ -78,8 +78,9 @@ def _number(value: float, _: Any = None) -> str:
 
 
 def _ticks(*axes: plt.Axes) -> None:
-    """Readable value ticks, labelled compactly and at least TICK_SPACING apart: on a log axis decades (or 1-2-5 steps
-    where few decades show, else 3 evenly spaced); on a linear one 3 to 6 (whole numbers on the x axis: epochs, steps)."""
+    """Readable value ticks, labelled compactly and at least TICK_SPACING apart: on a log axis decades (1-2-5 steps
+    where few show, every other one where many do, else 3 evenly spaced); on a linear one 3 to 6 (whole numbers on the
+    x axis: epochs, steps)."""
     for ax in axes:
         box = ax.get_position()  # before tight_layout, titles and the legend below leave a panel about half of it
         size = ax.figure.get_size_inches()
@@ -88,7 +89,7 @@ def _ticks(*axes: plt.Axes) -> None:
             bins = max(2, min(6, int(inches / TICK_SPACING)))  # labelled ticks at least TICK_SPACING apart
             if scale == "linear":
                 axis.set_major_locator(MaxNLocator(nbins=bins, min_n_ticks=3, integer=axis is ax.xaxis))
-            elif scale == "log":  # decades, else 1-3 or 1-2-5 steps: the first that gives 3 ticks, spaced apart
+            elif scale == "log":  # decades, 1-3 or 1-2-5 steps, every n-th decade: the first with 3 ticks spaced apart
                 def shown(locator: LogLocator) -> list[float]:
                     return [v for v in locator.tick_values(low, high) if min(low, high) <= v <= max(low, high)]
 
@@ -99,8 +100,8 @@ def _ticks(*axes: plt.Axes) -> None:
                 if 0 < low < high / 100 and len(shown(fitting[0])) < 4:  # 2-3 decades: widened to whole decades, so
                     low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
                     (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)  # each is labelled, no 1-3 steps
-                decades = LogLocator(numticks=bins + 1)  # every decade, or every other where too many show
-                axis.set_major_locator(next((c for c in fitting if spaced(c)), decades))
+                fitting.append(LogLocator(numticks=bins + 1))  # every other decade (or third) where too many show
+                axis.set_major_locator(next((c for c in fitting if spaced(c)), fitting[0]))
                 axis.set_minor_formatter(NullFormatter())
             if scale == "log" and 0 < low < high and not spaced(axis.get_major_locator()):  # 3 ticks evenly spaced
                 ticks = low * (high / low) ** np.array([0.1, 0.5, 0.9])
