@@ -311,7 +311,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
     (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate (log scales)."""
-    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.2))
+    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.0))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
     for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):
@@ -346,40 +346,10 @@ def first_steps(groups: dict[float, Group]) -> Figure:
 
 
 @figure
-def probe(groups: dict[float, Group], title: str) -> Figure:
-    """Q1.6 through the whole run, on the probe batch (the same training images at every checkpoint), per rate (mean
-    over the seeds), lettered after first_steps' (a–f): (g) the norm ‖g‖ of its gradient; (h) ‖g‖ against the
-    sharpness at every checkpoint after step 0, each seed (log scales); (i) the mean of the gradient entries over the
-    mean of their sizes, |mean g| / mean |g|."""
-    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.95))
-    for lr, runs in groups.items():
-        probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None]
-        if probes:
-            x = max((p["step"] for p in probes), key=len)
-            seeds(axes[0], [list(p["norm"]) for p in probes], color(lr), label(lr), x=x)
-            for p in probes:
-                axes[1].plot(p["sharpness"][1:], p["norm"][1:], ".", color=color(lr), ms=2.5)
-            seeds(axes[2], [list(np.abs(p["signed"]) / p["abs"]) for p in probes], color(lr), "_", x=x, band=False)
-    for ax, name in zip(axes, ("(g) ‖g‖", "(h) ‖g‖ against the sharpness", "(i) |mean g| / mean |g|")):
-        ax.set_title(name)
-        ax.set_yscale("log")
-    for ax in (axes[0], axes[2]):
-        _probe_axes(ax, next(iter(groups.values()))[0].steps_per_epoch)
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("sharpness")
-    _ticks(*axes)
-    _step_ticks(axes[0], axes[2])
-    fig.suptitle(title, fontsize=9)
-    handles, names = axes[0].get_legend_handles_labels()
-    _legend_below(fig, handles, names, 0.1)
-    return fig
-
-
-@figure
 def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
     """Q1.7 per network × scheme, mean over the seeds (band: lowest to highest): validation accuracy (a) per epoch
     and (b) against the training compute spent (TFLOP, log scale). The demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 2.1))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.95))
     for key, runs in groups.items():
         style = {"demo": "--", "short": "-."}.get(key[1], "-")
         seeds(left, [[100 * a for a in r.validation_accuracy] for r in runs], color(key), label(key), style)

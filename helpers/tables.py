@@ -196,20 +196,16 @@ def layer_sums(runs: Group) -> pd.DataFrame:
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:
     """Q1.6 through the whole run, on the probe batch, per rate: ‖g‖ at step 0 (mean over the seeds) and after the
-    last step (per seed), the loss and the sharpness then (means), and per seed the correlation of the changes of
-    log ‖g‖ and of log sharpness from one checkpoint to the next (after step 0): whether they move together beyond
-    a shared trend."""
+    last step (per seed), and the loss and the sharpness then (means)."""
     rows = []
     for lr, runs in groups.items():
         probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None and len(p["step"]) > 2]
         rows.append({"lr": lr, "norm_start": mean([float(p["norm"][0]) for p in probes]),
                      "loss_end": mean([float(p["loss"][-1]) for p in probes]),
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
-                     "norm_end": [float(p["norm"][-1]) for p in probes],
-                     "corr": [float(np.corrcoef(np.diff(np.log(p["sharpness"][1:])), np.diff(np.log(p["norm"][1:])))[0, 1])
-                              for p in probes]})
+                     "norm_end": [float(p["norm"][-1]) for p in probes]})
     return _frame(rows, "lr", norm_start="‖g‖, step 0", norm_end="‖g‖, last step", loss_end="Loss, last step",
-                  sharp_end="Sharpness, last step", corr="Corr. of the changes of log ‖g‖ and log sharpness")
+                  sharp_end="Sharpness, last step")
 
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
@@ -262,8 +258,6 @@ def number(column: str, value: Any) -> str:
         return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
     if base in PERCENT:
         text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
-    elif base == "corr":
-        text = f"{value:.2f}"
     elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp", "abs")):
         text = (f"{value:.1e}" if base.startswith(("signed", "share", "cancel", "abs")) else
                 f"{value:.2g}" if abs(value) < 10 else f"{value:.0f}")

@@ -385,7 +385,7 @@ def samples():
 def figures() -> list:
     return [plotting.loss_curves(RATES, "t"), plotting.loss_panels(STRUCTURES, "t"),
             plotting.error_curves(RATES, 0.9, "t"), plotting.sharpness(RATES, "t"),
-            plotting.first_steps(RATES), plotting.probe(RATES, "t"), plotting.networks(CELLS, 0.9, "t")]
+            plotting.first_steps(RATES), plotting.networks(CELLS, 0.9, "t")]
 
 
 def visible_ticks(axis, low: float, high: float) -> int:
