@@ -100,7 +100,7 @@ def _ticks(*axes: plt.Axes) -> None:
                 if 0 < low < high / 100 and len(shown(fitting[0])) < 4:  # 2-3 decades: widened to whole decades, so
                     low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
                     (ax.set_ylim if axis is ax.yaxis else ax.set_xlim)(low, high)  # each is labelled, no 1-3 steps
-                fitting.append(LogLocator(numticks=bins + 1))  # every other decade (or third) where too many show
+                fitting += [LogLocator(base=100, subs=(first,)) for first in (1, 10)]  # every other decade
                 axis.set_major_locator(next((c for c in fitting if spaced(c)), fitting[0]))
                 axis.set_minor_formatter(NullFormatter())
             if scale == "log" and 0 < low < high and not spaced(axis.get_major_locator()):  # 3 ticks evenly spaced

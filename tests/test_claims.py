@@ -442,6 +442,12 @@ CLAIMS: list[Claim] = [
           and all(value(*FS, lr, c + "_change")(d) > 0 and value(*FS, lr, c + "_p")(d) < 0.001
                   for lr in (0.1, 0.01) for c in ("norm", "abs")),
           why="the size trends"),
+    Claim("Q1.6", "One lr-1 seed diverged (step 34).",
+          {"34": computed(lambda d: str(next(r["diverged_step"] for r in traced_runs(d, "1") if r["diverged_step"])),
+                          "the diverged lr-1 run's step")},
+          lambda d: value(*FS, 1.0, "seeds")(d) == 9
+          and sum(History.from_dict(r).diverged for r in traced_runs(d, "1")) == 1,
+          why="9 of the 10 lr-1 runs traced; one diverged"),
     Claim("Q1.6", "so the output layer's gradient sums to zero (|Σg| / Σ|g| = 1.9e−08, rounding); the hidden layers' "
                   "entries mostly cancel",
           {"1.9e−08": bare("Q1.6", "layers", "3", "cancel")},
