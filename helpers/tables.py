@@ -41,12 +41,15 @@ def _summary(runs: Group, series: str = "test_accuracy", prefix: str = "accuracy
 
 def _differences(pairs: dict[Any, tuple[Group, Group]], series: str = "test_accuracy") -> dict[Any, dict[str, Any]]:
     """a − b for each pair (Welch), adjusted for the family of pairs (report: Bonferroni)."""
-    return {key: _cells(compare(values(a, series), values(b, series), len(pairs))) for key, (a, b) in pairs.items()}
+    return {key: _cells(values(a, series), values(b, series), len(pairs)) for key, (a, b) in pairs.items()}
 
 
-def _cells(d: report.Difference) -> dict[str, Any]:
-    """A difference as a table's three cells."""
-    return {"diff": d.difference, "diff_ci": d.ci, "p": d.p}
+def _cells(a: list[float | None], b: list[float | None], tests: int) -> dict[str, Any]:
+    """a − b (Welch, one of `tests`) as a table's cells; the p-value noted "apart" where every seed of one setting is
+    above every seed of the other (three seeds can be apart and still not differ by the report's rule)."""
+    d, x, y = compare(a, b, tests), report.finite(a), report.finite(b)
+    apart = d.p is not None and (min(x) > max(y) or max(x) < min(y))
+    return {"diff": d.difference, "diff_ci": d.ci, "p": d.p, "p_note": "apart" if apart else None}
 
 
 def accuracy(groups: dict[Any, Group]) -> pd.DataFrame:
@@ -145,8 +148,7 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
     def at_best(runs: Group, series: str) -> list[float | None]:
         return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
     found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
-    tested = {name: _cells(compare(found[name]["test"], found[base]["test"], len(long) - 1))
-              for name in long if name != base}
+    tested = {name: _cells(found[name]["test"], found[base]["test"], len(long) - 1) for name in long if name != base}
     n = short[base][0].epochs
     return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
                     "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
@@ -195,17 +197,18 @@ def layer_sums(runs: Group) -> pd.DataFrame:
 
 
 def probe(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 through the whole run, on the probe batch, per rate: ‖g‖ at step 0 (mean over the seeds) and after the
-    last step (per seed), and the loss and the sharpness then (means)."""
+    """Q1.6 through the whole run, on the probe batch, per rate: ‖g‖ and the sharpness at step 0 (means over the
+    seeds), and after the last step the loss and the sharpness (means) and ‖g‖ (per seed)."""
     rows = []
     for lr, runs in groups.items():
         probes = [p for p in (report.probe_stats(r) for r in runs) if p is not None and len(p["step"]) > 2]
         rows.append({"lr": lr, "norm_start": mean([float(p["norm"][0]) for p in probes]),
+                     "sharp_start": mean([float(p["sharpness"][0]) for p in probes]),
                      "loss_end": mean([float(p["loss"][-1]) for p in probes]),
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
                      "norm_end": [float(p["norm"][-1]) for p in probes]})
-    return _frame(rows, "lr", norm_start="‖g‖, step 0", norm_end="‖g‖, last step", loss_end="Loss, last step",
-                  sharp_end="Sharpness, last step")
+    return _frame(rows, "lr", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0", norm_end="‖g‖, last step",
+                  loss_end="Loss, last step", sharp_end="Sharpness, last step")
 
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:

@@ -183,6 +183,9 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert list(rates.loc[[1.0, 0.01], "p"]) == pytest.approx([min(1.0, 3 * p) for p in raw])  # 3 rates against 0.1
     assert math.isnan(rates.loc[10.0, "p"])  # lr 10 has one seed: no test
     assert "Δ vs lr 0.1 (points, CI)" in shown(rates) and list(tables.view(rates).columns)[-2] == "p"
+    assert list(rates.loc[[1.0, 0.01], "p_note"]) == ["apart", "apart"] and not isinstance(rates.loc[10.0, "p_note"], str)  # 1 seed
+    assert "(apart)" in tables.view(rates).loc["0.01", "p"]
+    assert tables._cells([0.90, 0.80, 0.85], [0.86, 0.70, 0.75], 1)["p_note"] is None  # overlapping seeds
     crossings = tables.crossings(RATES, 0.9)
     assert crossings.loc[0.1, "validation_epoch"] == [2, 1, "> 3"] and crossings.loc[0.1, "train_epoch"] == [2, 1, "> 3"]
     assert crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
