@@ -4,7 +4,7 @@
 epochs so the whole notebook runs in a few minutes under nbval; it reads and writes its own
 results folder and never touches the full run's results. What is trained (the recipes) is declared
 in the notebook; a profile only sets the data sizes, epochs and seeds those recipes use.
-Environment: ``A3_PROFILE`` (full|quick), ``A3_RERUN=1`` (retrain, ignore stored results),
+Environment: ``A3_PROFILE`` (full|quick), ``A3_RERUN=1`` (retrain: ignore results stored before the retrain began),
 ``A3_PROGRESS=0`` (no progress bars), ``A3_WORKERS=N`` (runs side by side; default: by cores and memory; 0: in
 this process), ``A3_DEVICE`` (see device.py), ``A3_CPU_KERNELS`` (see kernels.py).
 """
@@ -43,6 +43,11 @@ class Profile:
         return (f"{self.name} profile: {self.train_samples:,} train images (train accuracy on {self.train_eval_samples:,} "
                 f"of them), {self.validation_samples:,} validation, {self.test_samples:,} test\n"
                 f"{self.epochs} epochs (Q1.3: {self.long_epochs}, Q1.5: {self.max_epochs})")
+
+    @property
+    def rerun_mark(self) -> Path:
+        """Where a retrain (A3_RERUN=1) keeps the time it began, until the notebook's end (summary.save)."""
+        return self.results_dir / "rerun-since.json"
 
     @property
     def data_sizes(self) -> dict[str, int]:

@@ -16,7 +16,6 @@ import math
 import multiprocessing
 import os
 import re
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -42,7 +41,6 @@ WORKER_MB = 1200             # peak memory of one worker (torch, the splits, the
 GPU_RUNS = 4                 # runs sharing one GPU at once: a batch-64 run alone leaves it mostly idle
 SILENT_EPOCHS = 20           # a run that sends nothing for this many times an epoch's expected time is stopped
 SESSION = uuid.uuid4().hex[:12]  # this process: runs trained in one session are timed together
-_written: set[str] = set()   # keys (digests) this process trained: A3_RERUN does not train them again
 WorkerDied = pool.WorkerDied
 
 
@@ -59,20 +57,21 @@ def grid(prefix: str, recipe: Recipe, rates: list[float], seeds: tuple[int, ...]
 def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = None, workers_: int | None = None,
         log: Callable[[str], None] | None = None) -> dict[str, History]:
     """Each recipe's History: loaded when a result with its key exists, else trained (side by side) and stored.
+    `rerun` (default: env A3_RERUN=1) retrains what was stored before the retrain began (`rerun_since`).
     `workers_=0` (or env A3_WORKERS=0) trains in this process."""
     if multiprocessing.parent_process() is not None:  # a worker process importing the main module
         raise RuntimeError("experiments.run() was called in a worker process, which imports the main module: keep "
                            "the code that trains under `if __name__ == \"__main__\":`")
     log = log or note
-    rerun = os.environ.get("A3_RERUN") == "1" if rerun is None else rerun  # retrain what earlier sessions stored
+    rerun = os.environ.get("A3_RERUN") == "1" if rerun is None else rerun
+    since = rerun_since(profile) if rerun else 0
     keys = {name: cache_key(recipe, profile) for name, recipe in recipes.items()}
     histories: dict[str, History] = {}
     for name, key in keys.items():
         found = stored(profile, key)
-        if found is not None and not (rerun and digest(key) not in _written):
-            history = load(found, key, log)
-            if history is not None:
-                histories[name] = history
+        history = load(found, key, log) if found is not None else None
+        if history is not None and history.finished >= since:
+            histories[name] = history
     missing = [name for name in recipes if name not in histories]
     for name in missing:
         if not rerun and (reason := why_again(profile, name, keys[name])):
@@ -91,6 +90,18 @@ def run(recipes: dict[str, Recipe], profile: Profile, *, rerun: bool | None = No
     else:
         log(f"all {len(recipes)} runs loaded from {_shown(profile.results_dir)}/")
     return {name: histories[name] for name in recipes}
+
+
+def rerun_since(profile: Profile) -> int:
+    """When the retrain under way began (ms since 1970): read from `profile.rerun_mark`, or written there now. The
+    mark stays until the notebook ends (summary.save removes it), so a retrain that was cut off, in this session or
+    an earlier one, keeps the runs it had stored and trains the rest."""
+    try:
+        return int(json.loads(profile.rerun_mark.read_text(encoding="utf-8"))["since"])
+    except (OSError, ValueError, KeyError, TypeError):
+        since = round(time.time() * 1000)
+        write_json(profile.rerun_mark, {"since": since})
+        return since
 
 
 def cache_key(recipe: Recipe, profile: Profile) -> dict[str, Any]:
@@ -126,8 +137,8 @@ def path_for(profile: Profile, name: str, key: dict[str, Any]) -> Path:
 
 
 def stored(profile: Profile, key: dict[str, Any]) -> Path | None:
-    """A stored result made with `key`, whatever name it was stored under."""
-    return next(iter(sorted(profile.results_dir.glob(f"*-{digest(key)}.json"))), None)
+    """The newest stored result made with `key`, whatever name it was stored under."""
+    return max(profile.results_dir.glob(f"*-{digest(key)}.json"), key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
 def why_again(profile: Profile, name: str, key: dict[str, Any]) -> str | None:
@@ -180,16 +191,13 @@ def load(path: Path, key: dict[str, Any], log: Callable[[str], None] = print) ->
 
 
 def write_json(path: Path, content: Any) -> None:
-    """Write JSON atomically: a temp file of its own in the same folder (two writers never share one), then rename
-    over `path`; no temp file is left."""
+    """Write JSON atomically: a temp file of this process's own in the same folder, then renamed over `path`; no
+    temp file is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    partial = Path(name)
+    text = json.dumps(content, separators=(",", ":"), allow_nan=False)  # before any file: NaN raises here
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            json.dump(content, f, separators=(",", ":"), allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
+        partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -250,7 +258,6 @@ def train(recipes: dict[str, Recipe], keys: dict[str, dict], profile: Profile,
     def save(name: str, history: dict[str, Any]) -> None:
         history["machine"] = {**history["machine"], **conditions}
         write_json(path_for(profile, name, keys[name]), {"key": keys[name], "history": history})
-        _written.add(digest(keys[name]))
         done[name] = History.from_dict(json.loads(json.dumps(history)))  # fresh and stored runs read alike
         bar.total -= recipes[name].epochs - done[name].epochs  # runs that diverged
         bar.refresh()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import math
 from typing import Any, Callable
 
@@ -30,7 +31,6 @@ MODEL_COLORS = {"base": "#1f77b4", "deeper": "#ff7f0e", "wider": "#e377c2", "nar
                 "cnn": "#222222", "cnn short": "#e6550d"}
 SCHEME_NAMES = {"demo": "demo scheme", "cnn": "CNN scheme", "short": "CNN scheme, MLP's FLOPs"}
 NETWORK_NAMES = {"cnn": "CNN", "base": "MLP", "base+bn": "MLP+BN", "narrow": "MLP 64-64"}  # Q1.7: MLPs meet the CNN
-LETTERS = "abcdefgh"
 
 
 def color(key: Any) -> str:
@@ -124,20 +124,13 @@ def _legend_below(fig: Figure, handles: list, names: list[str], space: float) ->
     fig.tight_layout(rect=(0, space if one_row else 1.7 * space, 1, 1))
 
 
-def _padded(series: list[list[float | None]]) -> np.ndarray:
-    """Lists of different lengths (None for missing) as rows of a NaN-padded array."""
-    width = max((len(s) for s in series), default=0)
-    return np.array([[np.nan if v is None else v for v in s] + [np.nan] * (width - len(s)) for s in series], float)
-
-
 def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str, style: str = "-",
-          x: np.ndarray | None = None, band: bool = True, x0: float = 1) -> bool:
+          x: np.ndarray | None = None, band: bool = True, x0: float = 1) -> None:
     """Mean over the seeds while all of them have values, with a band from the lowest to the highest; after that
-    each seed alone, thin, ending in a dot. `x`: the positions (default x0, x0 + 1, ...). Returns False when nothing
-    could be drawn."""
-    values = _padded(series)
+    each seed alone, thin, ending in a dot. `x`: the positions (default x0, x0 + 1, ...)."""
+    values = np.array(list(itertools.zip_longest(*series)), float).T  # missing values (None, shorter seeds): NaN
     if not np.isfinite(values).any():
-        return False
+        return
     x = x0 + np.arange(values.shape[1]) if x is None else np.asarray(x, float)[:values.shape[1]]
     finite = np.all(np.isfinite(values), axis=0)
     together = values.shape[1] if finite.all() else int(np.argmin(finite))
@@ -154,7 +147,6 @@ def seeds(ax: plt.Axes, series: list[list[float | None]], color_: str, name: str
                     label=None if together else name)
             ax.plot(x[kept[-1]], row[kept[-1]], "o", color=color_, ms=2.5)
             name = "_" if not together else name
-    return True
 
 
 def _losses(ax: plt.Axes, runs: Group, color_: str, name: str = "_") -> None:
@@ -260,20 +252,6 @@ def error_curves(groups: dict[float, Group], target: float, title: str) -> Figur
     return fig
 
 
-def _probe_axes(ax: plt.Axes, steps_per_epoch: int) -> None:
-    """Steps on a symmetric log scale (0 is the initial network), ticked at 0, 10, 100, ... ."""
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlim(left=0)
-    ax.set_xlabel(f"step (1 epoch = {steps_per_epoch})")
-
-
-def _step_ticks(*axes: plt.Axes) -> None:
-    """Step ticks on a symmetric log axis: 0, 10, 100, ... (1e4 and beyond in short form)."""
-    for ax in axes:
-        ax.xaxis.set_major_locator(plt.FixedLocator([0, 10, 100, 1000, 10000, 100000]))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v < 1e4 else f"1e{round(np.log10(v))}"))
-
-
 @figure
 def sharpness(groups: dict[float, Group], title: str) -> Figure:
     """Q1.4 on the probe batch at each checkpoint, per rate (mean over the seeds): (a) the sharpness (largest Hessian
@@ -296,10 +274,14 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
     axes[0].set_ylim(top=2 * max(limit for _, limit in limits))
     for ax, name in zip(axes, ("(a) sharpness; dashed: 2 / lr", "(b) probe loss", "(c) silent units, last hidden (%)")):
         ax.set_title(name)
-        _probe_axes(ax, next(iter(groups.values()))[0].steps_per_epoch)
+        ax.set_xscale("symlog", linthresh=10)  # steps on a symmetric log scale (0 is the initial network)
+        ax.set_xlim(left=0)
+        ax.set_xlabel(f"step (1 epoch = {next(iter(groups.values()))[0].steps_per_epoch})")
     axes[1].set_yscale("log")
     _ticks(*axes)
-    _step_ticks(*axes)
+    for ax in axes:  # after _ticks: steps ticked at 0, 10, 100, ... (1e4 and beyond in short form)
+        ax.xaxis.set_major_locator(FixedLocator([0, 10, 100, 1000, 10000, 100000]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}" if v < 1e4 else f"1e{round(np.log10(v))}"))
     fig.suptitle(title, fontsize=9)
     handles, names = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, names, 0.1)
@@ -314,7 +296,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.0))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
-    for (lr, runs), letter, ax in zip(groups.items(), LETTERS, panels):
+    for (lr, runs), letter, ax in zip(groups.items(), "abcd", panels):
         stats = report.traced(runs)
         seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
         ax.axhline(0, color="black", lw=0.6, zorder=1)

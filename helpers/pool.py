@@ -1,7 +1,6 @@
 """Runs side by side: a ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (one CPU thread each) that
 report on a queue, so that a cell can say which run a dead worker held, stop a worker that has gone silent, keep
-every run that finished, and end all its workers when interrupted (twice, too). Only public APIs are used: psutil
-finds the workers among this process's children and ends them.
+every run that finished, and end all its workers when interrupted (twice, too). Only public APIs are used.
 """
 from __future__ import annotations
 
@@ -15,8 +14,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-import psutil
 
 from . import workers
 from .sourcecode import PACKAGE
@@ -69,7 +66,6 @@ def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None],
     line naming its run, after every finished result is saved."""
     context = multiprocessing.get_context("spawn")  # fork is unsafe with threads; spawn works on every OS
     events = context.Queue()
-    started = time.time()
     pool = ProcessPoolExecutor(count, mp_context=context, initializer=exec,
                                initargs=(BOOT, {"events": events, "path": str(PACKAGE.parent)}))
     reports = Reports()
@@ -88,7 +84,7 @@ def train(jobs: dict[str, tuple], count: int, save: Callable[[str, dict], None],
                                      f"{silence[name] / 60:.1f} min that an epoch may take here; it was stopped. The "
                                      f"runs that had finished are kept; run the cell again to retry it")
     finally:
-        stop(pool, started)
+        stop(pool)
         events.close()
     if failed:  # a run's own error, raised once the other runs have finished and been saved
         raise failed[0]
@@ -143,29 +139,14 @@ def import_error() -> str | None:
     return (lines[-1] if lines else f"exit code {done.returncode}") if done.returncode else None
 
 
-def spawned_since(started: float) -> list[psutil.Process]:
-    """This process's worker processes (spawned by multiprocessing) started since `started` (seconds since 1970)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.create_time() >= started - 1 and "spawn_main" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.Error:  # ended meanwhile
-            pass
-    return found
-
-
-def stop(pool: ProcessPoolExecutor, started: float) -> None:
+def stop(pool: ProcessPoolExecutor) -> None:
     """Shut the pool down now: cancel what has not started and end every worker still running. An interrupt
     while stopping (a second Ctrl-C) does not stop the stopping; it is raised afterwards."""
     interrupted: BaseException | None = None
     for attempt in range(3):
         try:
-            for process in spawned_since(started):
-                try:
-                    process.terminate()
-                except psutil.Error:
-                    pass
+            for process in multiprocessing.active_children():  # the pool's workers (this kit starts no others)
+                process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
             break
         except KeyboardInterrupt as error:

@@ -50,9 +50,9 @@ def outcomes(runs: Group) -> str:
     return ", ".join(parts + ([f"diverged at step{'s' * (len(lost) > 1)} {', '.join(lost)}"] if lost else []))
 
 
-def values(runs: Group, value: str | Callable[[History], float | None] = "test_accuracy") -> list[float | None]:
-    """Per seed: the final value of a series (by name), or value(run); None where there is none."""
-    return [value(run) if callable(value) else final(run, value) for run in runs]
+def values(runs: Group, series: str = "test_accuracy") -> list[float | None]:
+    """Per seed: the final value of a series; None where there is none."""
+    return [final(run, series) for run in runs]
 
 
 def finite(xs: list[float | None]) -> list[float]:
@@ -78,11 +78,6 @@ class Difference:
     difference: float | None
     ci: float | None
     p: float | None
-
-    @property
-    def significant(self) -> bool:
-        """p < ALPHA: the report's rule for "differ"."""
-        return self.p is not None and self.p < ALPHA
 
 
 def _tested(test: Callable[[], Any], difference: float, tests: int) -> Difference:
@@ -161,26 +156,20 @@ def gradient_stats(record: dict[str, Any], sizes: list[int]) -> dict[str, np.nda
     ('layers_abs')."""
     total = sum(sizes)
     signed, absolute, square = (np.array(record[name], float) for name in SUMS)
-    if signed.size == 0:
-        return {"signed": np.zeros(0), "abs": np.zeros(0), "norm": np.zeros(0), "layers": np.zeros((0, len(sizes))),
-                "layers_abs": np.zeros((0, len(sizes)))}
     return {"signed": signed.sum(1) / total, "abs": absolute.sum(1) / total, "norm": np.sqrt(square.sum(1)),
             "layers": signed, "layers_abs": absolute}
 
 
-def first_steps(run: History) -> dict[str, np.ndarray] | None:
-    """gradient_stats of the run's recorded first steps, with the minibatch loss of each ('loss'); None for a run
-    that recorded none, or that diverged before its last (its trend would be the divergence's)."""
-    record = run.gradients
-    if not (record and record["steps"]["sum"]) or len(record["steps"]["sum"]) < run.recipe.gradient_steps:
-        return None
-    found = gradient_stats(record["steps"], record["layer_sizes"])
-    return {**found, "loss": np.array(run.step_loss[:len(found["signed"])], float)}
-
-
 def traced(runs: Group) -> list[dict[str, np.ndarray]]:
-    """first_steps of the runs that recorded their first steps."""
-    return [found for run in runs if (found := first_steps(run)) is not None]
+    """Per run that recorded its first steps: their gradient_stats, with the minibatch loss of each ('loss'). A run
+    that diverged before its last recorded step is left out (its trend would be the divergence's)."""
+    found = []
+    for run in runs:
+        record = run.gradients
+        if record and len(record["steps"]["sum"] or []) >= max(run.recipe.gradient_steps, 1):
+            stats = gradient_stats(record["steps"], record["layer_sizes"])
+            found.append({**stats, "loss": np.array(run.step_loss[:len(stats["signed"])], float)})
+    return found
 
 
 def probe_stats(run: History) -> dict[str, np.ndarray] | None:
