@@ -3,11 +3,13 @@ The tests check the answers' claims against it; `save` says in one line when a r
 the ones the answers were written from (another machine, an edited recipe)."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 import statistics
 import subprocess
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,80 @@ def save(results: dict[str, Any], profile: Profile) -> None:
           f"{made['side_by_side']} at a time{threads}; {'; '.join(made['machines'])}")
     if differ:
         print(f"Note: these numbers differ from the ones my answers quote in {', '.join(differ)}.")
+
+
+WIDTH = 101  # characters of code that fit a line of the PDF's code blocks (8 pt monospace; measured)
+
+
+def fitted(code: str, width: int = WIDTH) -> str:
+    """`code` with every line longer than `width` broken where Python allows it, so that what is printed stays valid
+    Python: a trailing comment moves above its line; inside brackets a line breaks after a comma, before an
+    operator, or at a space in a string literal ("a b" becomes "a " "b"), its continuation aligned with the
+    bracket's contents. A line with no such place is left as it is."""
+    places: dict[int, list[tuple[int, int, str]]] = {}  # line -> (column, continuation column, quote to reopen)
+    comments: dict[int, int] = {}  # line -> column of its trailing comment
+    opened: list[int] = []
+    lines = code.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(code).readline):
+        (row, column), kind, text = token.start, token.type, token.string
+        if kind == tokenize.COMMENT and lines[row - 1][:column].strip():
+            comments[row] = column
+        if kind == tokenize.OP and text in "([{":
+            opened.append(column)
+        elif kind == tokenize.OP and text in ")]}":
+            opened.pop()
+        elif not opened:  # outside brackets a line may break between two tokens with a backslash
+            if kind in (tokenize.NAME, tokenize.OP, tokenize.NUMBER, tokenize.STRING) \
+                    and column > len(lines[row - 1]) - len(lines[row - 1].lstrip()):
+                places.setdefault(row, []).append((column, -1, "\\"))
+            continue
+        elif kind == tokenize.OP and text == ",":
+            places.setdefault(row, []).append((column + 1, opened[-1] + 1, ""))
+        elif (kind == tokenize.OP and text in ("+", "-", "*", "/", "//", "%", "==", "<=", ">=", "<", ">")
+              or kind == tokenize.NAME and text in ("if", "else", "and", "or", "for")):
+            places.setdefault(row, []).append((column, opened[-1] + 1, ""))
+        elif kind == tokenize.STRING and row == token.end[0] and not text.endswith(('"""', "'''")):
+            opening = text[:len(text) - len(text.lstrip("rbfuRBFU")) + 1]  # prefix and quote: 'f"'
+            braces = 0
+            for i, char in enumerate(text[len(opening):-1], start=len(opening)):
+                braces += {"{": 1, "}": -1}.get(char, 0)
+                if char == " " and not braces:
+                    places.setdefault(row, []).append((column + i + 1, opened[-1] + 1, opening))
+    out = []
+    for number, line in enumerate(lines, start=1):
+        indent = len(line) - len(line.lstrip())
+        if len(line) > width and line.lstrip().startswith("# "):  # a long comment goes on as a comment
+            words, line = line.lstrip()[2:].split(" "), " " * indent + "#"
+            for word in words:
+                if len(line) + 1 + len(word) > width:
+                    out.append(line)
+                    line = " " * indent + "#"
+                line += " " + word
+        if len(line) > width and number in comments:  # a trailing comment goes above its line
+            out.append(" " * indent + line[comments[number]:])
+            line = line[:comments[number]].rstrip()
+        start, lead, reopened = 0, 0, ""  # the next piece: `reopened` + line[start:], after `lead` spaces
+        while lead + len(reopened) + len(line) - start > width:
+            fitting = [p for p in places.get(number, []) if start < p[0]
+                       and lead + len(reopened) + p[0] - start + len(p[2][-1:]) + 1 <= width]
+            if not fitting:
+                break
+            commas = [p for p in fitting if line[p[0] - 1] == ","]  # a break after a comma reads best
+            inside = [p for p in fitting if p[2] != "\\"]  # then one inside brackets
+            cut, align, opening = (commas or inside or fitting)[-1]
+            piece = (reopened + line[start:cut]).rstrip() + " \\" if opening == "\\" else \
+                reopened + line[start:cut] + opening[-1:]
+            out.append(" " * lead + piece.strip() if start else piece.rstrip())
+            start, lead = cut, align if 0 <= align and align + 20 < width else indent + 4
+            reopened = "" if opening == "\\" else opening
+        out.append(" " * lead + (reopened + line[start:]).strip() if start else line)
+    return "\n".join(out)
+
+
+def show_code(module: Any, *names: str) -> None:
+    """Display the code of `names` in `module` as the file on disk has it (docstrings aside), highlighted, its long
+    lines broken as `fitted` does."""
+    from IPython.display import Markdown, display
+    from .sourcecode import source
+    display(Markdown("```python\n" + "\n\n".join(fitted(source(module, name, docstrings=False)) for name in names)
+                     + "\n```"))
