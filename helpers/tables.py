@@ -22,7 +22,7 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
            "chosen": "Chosen", "tflop": "Training TFLOP",
            "lowest_loss": "Lowest val. loss at"}
-PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "best_test", "quickstart", "notebook",
+PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "test_there", "quickstart", "notebook",
            "after_10", "train_10", "train_end", "test_end", "gain", "score", "silent")
 
 
@@ -90,14 +90,15 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3 per seed: the first epoch validation and train accuracy reached `target` (test accuracy's: in
-    epochs_to_target), the best validation accuracy with its epoch, and the best test accuracy."""
+    epochs_to_target), the best validation accuracy with its epoch, and the test accuracy at that epoch."""
     return _frame([{"lr": lr, **{f"{split}_epoch": [e or f"> {r.epochs}" for e, r in zip(
                                      report.epochs_reaching(runs, target, f"{split}_accuracy"), runs)]
                                  for split in ("validation", "train")},
                     "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
                     "best_epoch": [report.best_epoch(r) for r in runs],
-                    "best_test": [max(r.test_accuracy, default=None) for r in runs]} for lr, runs in groups.items()],
-                  "lr", best_test="Best test (%)")
+                    "test_there": [r.test_accuracy[e - 1] if e else None for r, e in
+                                   zip(runs, (report.best_epoch(r) for r in runs))]} for lr, runs in groups.items()],
+                  "lr", test_there="Test there (%)")
 
 
 def two_tables(after: dict[float, Group], groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -208,19 +209,22 @@ def probe(groups: dict[float, Group]) -> pd.DataFrame:
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
                      "norm_end": [float(p["norm"][-1]) for p in probes]})
     end = f"epoch {max(r.recipe.epochs for runs in groups.values() for r in runs)}"  # after its last step
-    return _frame(rows, "lr", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0",
+    return _frame(rows, "lr", lr="Lr (probe)", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0",
                   norm_end=f"‖g‖, {end}", loss_end=f"Loss, {end}", sharp_end=f"Sharpness, {end}")
 
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
     """Q1.7, each network and scheme as trained (`labels` name them): rate, test accuracy, parameters, multiply-adds,
-    training compute, the first epoch validation accuracy reached `target` (per seed)."""
+    training compute, the last epoch's train loss (mean over the seeds), the first epoch validation accuracy reached
+    `target` (per seed)."""
     return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr,
                     **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
                     "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
+                    "loss_train": mean([r.train_loss[-1] if r.train_loss else None for r in runs]),
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
                    for key, runs in groups.items()], "network",
-                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP")
+                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP",
+                  loss_train="Train loss")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
@@ -259,7 +263,7 @@ def number(column: str, value: Any) -> str:
         return value
     base = column.removesuffix("_ci").removesuffix("_std")
     if column == "p" or column.endswith("_p"):
-        return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
+        return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
     if base in PERCENT:
         text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
     elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp", "abs")):

@@ -195,6 +195,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert crossings.loc[0.1, "validation_epoch"] == [2, 1, "> 3"] and crossings.loc[0.1, "train_epoch"] == [2, 1, "> 3"]
     assert crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
     assert crossings.loc[0.1, "best_epoch"] == [3] * 3
+    assert crossings.loc[0.1, "test_there"] == [r.test_accuracy[2] for r in RATES[0.1]]  # at the best validation epoch
     assert crossings.loc[10.0, "best_epoch"] == [None, None, 2] and "test_epoch" not in crossings
     peaked = run([0.8, 0.91, 0.93], validation=[0.9, 0.8, 0.9])  # the best validation: its first epoch
     assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "best_epoch"] == [1]
@@ -204,6 +205,8 @@ def test_tables_are_numbers_and_show_every_outcome():
     cells = tables.networks(CELLS, 0.9, labels)
     assert list(cells.index) == ["MLP, demo scheme", "CNN, demo scheme", "MLP, CNN scheme", "CNN, CNN scheme"]
     assert cells.loc["MLP, demo scheme", "epoch"] == [2, None]
+    assert cells.loc["MLP, demo scheme", "loss_train"] == pytest.approx(np.mean(
+        [r.train_loss[-1] for r in CELLS["base", "demo"]]))
     assert cells.loc["MLP, demo scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)
     assert cells.loc["MLP, CNN scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)  # seed 0 diverged
     searched = tables.search(SEARCHES)
@@ -353,8 +356,8 @@ def test_the_selection_score_averages_the_last_3_epochs_under_a_constant_rate_an
 def test_the_one_formatter():
     assert tables.number("accuracy", 0.87404) == "87.40" and tables.number("diff", -0.0023) == "−0.23"
     assert tables.number("diff_ci", 0.019) == "1.90" and tables.number("p", 0.0004) == "< 0.001"
-    assert tables.number("p", 0.0062) == "0.006" and tables.number("p", 0.0312) == "0.03"
-    assert tables.number("signed_p", 0.0312) == "0.03" and tables.number("gain", 0.07) == "+7.00"
+    assert tables.number("p", 0.0062) == "0.006" and tables.number("p", 0.0312) == "0.031" and tables.number("p", 0.12) == "0.12"
+    assert tables.number("signed_p", 0.0312) == "0.031" and tables.number("gain", 0.07) == "+7.00"
     assert tables.number("params", 669706) == "669,706" and tables.number("signed_start", 0.00036) == "3.6e−04"
     assert tables.number("norm_change", -0.01234) == "−0.012" and tables.number("cancel", 0.0) == "0.0e+00"
     assert tables.number("lr", 0.001) == "0.001" and tables.number("lowest_loss", [50, 38, None]) == "50, 38, —"
