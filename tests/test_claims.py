@@ -588,8 +588,8 @@ CLAIMS: list[Claim] = [
           lambda d: significant(*EFF, "CNN at an MLP's FLOPs instead of MLP+BN")(d)
           and run(d, "cnn_short_lr0.01_seed0")["recipe"]["epochs"] == 3, read_off=("3",)),
     # Appendix B2
-    Claim("appendix", "lr 1's 13.28 ± 5.69 % repeats Q1.3's at epoch 150 seed for seed (below): each collapsed network "
-                      "predicts one class (10.00 %: the classes are balanced) or two (19.85 %), not the same ones.",
+    Claim("appendix", "lr 1's 13.28 ± 5.69 % repeats Q1.3's at epoch 150 seed for seed (below): collapsed networks "
+                      "predict one class (10.00 %; balanced classes) or two (19.85 %), different ones.",
           {"13.28 ± 5.69": cell("Q1.3", "epochs", 1.0, "test_end")},
           lambda d: cell("B", "quickstart", 1.0, "quickstart")(d) == cell("Q1.3", "epochs", 1.0, "test_end")(d)
           and all(collapsed([run(d, f"{loop}_lr1_seed{seed}") for seed in (0, 1, 2)])
