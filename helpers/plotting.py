@@ -292,10 +292,12 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
 def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
-    (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate (log scales; the smallest rate dashed)."""
+    (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate, each seed's divided by its mean over the
+    first report.ENDS steps (log scales; the smallest rate dashed)."""
     fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 2.85))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
+    means: dict[plt.Axes, list[float]] = {norm: [], size: []}  # the mean curves set the scale, not the bands
     for (lr, runs), letter, ax in zip(groups.items(), "abcd", panels):
         stats = report.traced(runs)
         seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
@@ -308,15 +310,18 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         twin.set_yscale("log")  # lr 1's spikes and lr 0.001's flat loss both readable
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         style = "--" if lr == min(groups) else "-"  # dashed over the next rate's line, which it would hide
-        seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_", style)
-        seeds(size, [list(s["abs"]) for s in stats], color(lr), "_", style)
+        for panel, name in ((norm, "norm"), (size, "abs")):  # relative to the start, as the table's Δ compares
+            relative = [s[name] / np.mean(s[name][:report.ENDS]) for s in stats]
+            seeds(panel, [list(r) for r in relative], color(lr), "_", style)
+            means[panel] += list(np.mean(relative, axis=0)) if relative else []
         _ticks(ax, twin)
-    smallest = label(min(groups))
-    for ax, name, unit in ((norm, f"(e) ‖g‖; {smallest} dashed", "‖g‖"), (size, f"(f) mean |g|; {smallest} dashed",
-                                                                           "mean |g|")):
+    dashed, start = label(min(groups)), f"÷ steps 1–{report.ENDS}"
+    for ax, name in ((norm, f"(e) ‖g‖ ({dashed} dashed)"), (size, f"(f) mean |g| ({dashed} dashed)")):
         ax.set_yscale("log")
+        if means[ax]:
+            ax.set_ylim(min(means[ax]) / 1.5, max(means[ax]) * 1.5)
         ax.set_title(name)
-        ax.set_ylabel(unit)
+        ax.set_ylabel(start)
     _ticks(norm, size)
     for ax in grid.flat:
         ax.set_xlabel("step")
