@@ -310,12 +310,12 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         twin.set_yscale("log")  # lr 1's spikes and lr 0.001's flat loss both readable
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
         style = "--" if lr == min(groups) else "-"  # dashed over the next rate's line, which it would hide
-        for panel, name in ((norm, "norm"), (size, "abs")):  # relative to the start, as the table's Δ compares
+        for panel, name in ((norm, "norm"), (size, "abs")):  # each seed over its mean of the first steps
             relative = [s[name] / np.mean(s[name][:report.ENDS]) for s in stats]
             seeds(panel, [list(r) for r in relative], color(lr), "_", style)
             means[panel] += list(np.mean(relative, axis=0)) if relative else []
         _ticks(ax, twin)
-    dashed, start = label(min(groups)), f"÷ steps 1–{report.ENDS}"
+    dashed, start = label(min(groups)), f"÷ mean, steps 1–{report.ENDS}"
     for ax, name in ((norm, f"(e) ‖g‖ ({dashed} dashed)"), (size, f"(f) mean |g| ({dashed} dashed)")):
         ax.set_yscale("log")
         if means[ax]:
@@ -345,7 +345,7 @@ def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
         style = {"demo": "--", "short": "-."}.get(key[1], "-")
         accuracy = [[100 * a for a in r.validation_accuracy] for r in runs]
         seeds(axes[0], accuracy, color(key), label(key), style)
-        seeds(axes[1], [r.train_loss for r in runs], color(key), "_", style)
+        seeds(axes[1], [r.train_loss for r in runs], color(key), "_", style, x0=0.5)  # a mean over each epoch
         seeds(axes[2], accuracy, color(key), "_", style, x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
     for ax in (axes[0], axes[2]):
         ax.axhline(100 * target, color="black", lw=0.8, ls=":")

@@ -1,6 +1,6 @@
 """Numbers read from Histories: how a run ended, a setting over its seeds, Q1.6's gradient statistics, and the one
 rule for "different": p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the
-same runs, the one-sample t-test for a change. Where a table makes m tests, each p-value is multiplied by m and each
+same runs, the one-sample t-test for per-seed changes against 0. Where a table makes m tests, each p-value is multiplied by m and each
 interval is at 1 − ALPHA / m (Bonferroni), so an interval excludes 0 exactly when p < ALPHA. A run *learned* when
 it ends with at least LEARNED accuracy."""
 from __future__ import annotations
@@ -140,6 +140,13 @@ def selection_score(run: History) -> tuple[float, float]:
         return 0.0, -math.inf
     accuracy, loss = (statistics.fmean(series[-last:]) for series in (run.validation_accuracy, run.validation_loss))
     return accuracy, -loss
+
+
+def predicted_classes(run: History, share: float = 0.01) -> list[int]:
+    """The classes the final model predicts for at least `share` of the test images (its confusion matrix's columns);
+    none for a run without one (it diverged)."""
+    counts = np.array(run.confusion or [[0]]).sum(axis=0)
+    return [int(c) for c in np.flatnonzero(counts >= share * counts.sum())] if counts.sum() else []
 
 
 def training_tflop(run: History) -> list[float]:

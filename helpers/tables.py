@@ -95,10 +95,13 @@ def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
                                      report.epochs_reaching(runs, target, f"{split}_accuracy"), runs)]
                                  for split in ("validation", "train")},
                     "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
-                    "best_epoch": [report.best_epoch(r) for r in runs],
-                    "test_there": [r.test_accuracy[e - 1] if e else None for r, e in
-                                   zip(runs, (report.best_epoch(r) for r in runs))]} for lr, runs in groups.items()],
-                  "lr", test_there="Test there (%)")
+                    "best_epoch": [report.best_epoch(r) for r in runs], "test_there": _at_best(runs, "test_accuracy")}
+                   for lr, runs in groups.items()], "lr", test_there="Test there (%)")
+
+
+def _at_best(runs: Group, series: str) -> list[float | None]:
+    """Per seed: a per-epoch series at the epoch of the best validation accuracy (None where there is none)."""
+    return [getattr(r, series)[e - 1] if e else None for r, e in zip(runs, (report.best_epoch(r) for r in runs))]
 
 
 def two_tables(after: dict[float, Group], groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -146,9 +149,7 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
     """Q1.5, capacity against budget: per structure, its rate; train accuracy after the short budget; and within the
     long one, per seed the epochs of the lowest validation loss and of the best validation accuracy, and at the
     latter train and test accuracy and the test accuracy's difference to the base network (adjusted)."""
-    def at_best(runs: Group, series: str) -> list[float | None]:
-        return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
-    found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
+    found = {name: {s: _at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
     tested = {name: _cells(found[name]["test"], found[base]["test"], len(long) - 1) for name in long if name != base}
     n = short[base][0].epochs
     return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
@@ -162,8 +163,8 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 per rate over the first 100 steps: per seed, the change Δ (report.ends_change: the mean of the last 10
-    steps − that of the first 10) of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested
+    """Q1.6 per rate over the first steps traced: per seed, the change Δ (report.ends_change: the mean of the last
+    report.ENDS steps − that of the first) of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested
     against 0 over the seeds, adjusted over the table's tests (the loss is in the figure).
     Seeds: the runs traced (report.traced leaves out a run that diverged within its first steps)."""
     traced = {lr: report.traced(runs) for lr, runs in groups.items()}
@@ -215,12 +216,12 @@ def probe(groups: dict[float, Group]) -> pd.DataFrame:
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
     """Q1.7, each network and scheme as trained (`labels` name them): rate, test accuracy, parameters, multiply-adds,
-    training compute, the last epoch's train loss (mean over the seeds), the first epoch validation accuracy reached
-    `target` (per seed)."""
+    training compute, the last epoch's train loss (mean over the seeds that did not diverge), the first epoch
+    validation accuracy reached `target` (per seed)."""
     return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr,
                     **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
                     "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
-                    "loss_train": mean([r.train_loss[-1] if r.train_loss else None for r in runs]),
+                    "loss_train": mean(values(runs, "train_loss")),
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
                    for key, runs in groups.items()], "network",
                   epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP",

@@ -140,6 +140,9 @@ def test_outcomes_of_every_kind():
     assert report.outcome(COLLAPSED[0]) == "did not learn" and report.outcome(GOOD) == "learned"
     assert report.outcomes([GOOD, COLLAPSED[0], DIVERGED[1]]) == "1 learned, 1 did not learn, diverged at step 38"
     assert report.values(DIVERGED) == [None, None, None] and report.mean([None, 0.9, 0.8]) == pytest.approx(0.85)
+    one_class = [[995 if p == 4 else 5 if p == 7 else 0 for p in range(10)] for _ in range(10)]  # class 7: 0.5 %
+    assert report.predicted_classes(dataclasses.replace(GOOD, confusion=one_class)) == [4]
+    assert report.predicted_classes(GOOD) == list(range(10)) and report.predicted_classes(DIVERGED[0]) == []
 
 
 def differ(d: report.Difference) -> bool:
@@ -199,6 +202,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert crossings.loc[10.0, "best_epoch"] == [None, None, 2] and "test_epoch" not in crossings
     peaked = run([0.8, 0.91, 0.93], validation=[0.9, 0.8, 0.9])  # the best validation: its first epoch
     assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "best_epoch"] == [1]
+    assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "test_there"] == [0.8]  # then, not at the end
     loop = tables.quickstart({0.1: [GOOD, NEVER]}, {0.1: [FIRST_EPOCH, NEVER]})
     assert loop.loc[0.1, "diff"] == pytest.approx((0.93 + 0.86) / 2 - (0.94 + 0.86) / 2)
     labels = {key: plotting.label(key) for key in CELLS}
@@ -207,6 +211,7 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert cells.loc["MLP, demo scheme", "epoch"] == [2, None]
     assert cells.loc["MLP, demo scheme", "loss_train"] == pytest.approx(np.mean(
         [r.train_loss[-1] for r in CELLS["base", "demo"]]))
+    assert cells.loc["MLP, CNN scheme", "loss_train"] == pytest.approx(GOOD.train_loss[-1])  # a diverged seed: none
     assert cells.loc["MLP, demo scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)
     assert cells.loc["MLP, CNN scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)  # seed 0 diverged
     searched = tables.search(SEARCHES)
@@ -250,6 +255,9 @@ def test_q1_3_counts_epochs_until_the_test_accuracy_reaches_the_target_and_repor
     # earliest mean epoch, then the higher test accuracy after the last epoch (lr 0.3's 0.95 before 0.1's 0.91;
     # where none crossed: 0.003 before 0.001)
     assert dict(ranked["rank"]) == {0.3: 1, 0.1: 2, 0.01: 3, 1.0: 4, 0.003: 5, 0.001: 6}
+    dips = run([0.5, 0.95, 0.85])  # crosses higher than `stays`, ends lower: ranked by the end
+    stays = run([0.5, 0.91, 0.91])
+    assert dict(tables.epochs_to_target({0.1: [dips], 0.3: [stays]}, 0.9)["rank"]) == {0.3: 1, 0.1: 2}
 
 
 def test_q1_4_puts_both_tables_side_by_side_with_the_gain_of_the_later_epochs_paired_by_seed():
@@ -303,7 +311,7 @@ def traced(signed: tuple[float, float], norm: tuple[float, float], loss: tuple[f
 
 
 def test_q1_6_first_steps_measures_the_change_over_100_steps_and_adjusts_for_the_tables_tests():
-    trend = {0.1: [traced((1e-5, b), (5.0, d), (2.3, e), s)
+    lines = {0.1: [traced((1e-5, b), (5.0, d), (2.3, e), s)
                    for s, (b, d, e) in enumerate([(1e-8, 0.01, -0.001), (2e-8, 0.02, -0.002), (4e-8, 0.03, -0.004)])],
              0.01: [traced((1e-5, b), (5.0, d), (2.3, e), s)
                     for s, (b, d, e) in enumerate([(1e-8, 0.01, 0.001), (-2e-8, 0.0, -0.002), (0.5e-8, -0.02, 0.0)])]}
@@ -311,15 +319,15 @@ def test_q1_6_first_steps_measures_the_change_over_100_steps_and_adjusts_for_the
     diverged = dataclasses.replace(diverged, recipe=dataclasses.replace(diverged.recipe, gradient_steps=100),
                                    gradients={**diverged.gradients, "steps": {k: v[:40] for k, v in
                                                                              diverged.gradients["steps"].items()}})
-    table = tables.first_steps({0.1: [*trend[0.1], diverged], 0.01: trend[0.01]})
+    table = tables.first_steps({0.1: [*lines[0.1], diverged], 0.01: lines[0.01]})
     assert table.loc[0.1, "seeds"] == 3  # the diverged run is left out
     assert list(tables.view(table).columns) == ["Seeds", "Δ mean g", "p", "Δ ‖g‖", "p", "Δ mean |g|", "p"]
-    plt.close(plotting.first_steps({0.1: trend[0.1], 10.0: [diverged]}))  # a rate with no run left: an empty panel
+    plt.close(plotting.first_steps({0.1: lines[0.1], 10.0: [diverged]}))  # a rate with no run left: an empty panel
     assert table.loc[0.1, "signed_change"] == pytest.approx(90 * 7e-8 / 3)  # last 10 − first 10 of a line: 90 steps
     assert table.loc[0.1, "norm_change"] == pytest.approx(90 * 0.02)
     assert table.loc[0.1, "abs_change"] == pytest.approx(90 * 7e-8 / 3)  # every entry positive: |g| is g
-    raw = [stats.ttest_1samp([90 * x for x in slopes], 0).pvalue  # mean g, ‖g‖ and mean |g| (the loss: not tested)
-           for slopes in ([1e-8, 2e-8, 4e-8], [0.01, 0.02, 0.03], [1e-8, 2e-8, 4e-8],
+    raw = [stats.ttest_1samp([90 * x for x in per_step], 0).pvalue  # mean g, ‖g‖ and mean |g| (the loss: not tested)
+           for per_step in ([1e-8, 2e-8, 4e-8], [0.01, 0.02, 0.03], [1e-8, 2e-8, 4e-8],
                           [1e-8, -2e-8, 0.5e-8], [0.01, 0.0, -0.02], [1e-8, -2e-8, 0.5e-8])]
     adjusted = [min(1.0, 6 * p) for p in raw]  # one family: the table's 6 tests
     assert list(table.loc[0.1, ["signed_p", "norm_p", "abs_p"]]) == pytest.approx(adjusted[:3])
