@@ -293,7 +293,7 @@ def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
     (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate, each seed's divided by its mean over the
-    first report.ENDS steps (log scales; the smallest rate dashed)."""
+    first report.ENDS steps (log scales, set by the mean curves)."""
     fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 2.85))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
@@ -309,19 +309,16 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         ax.patch.set_visible(False)
         twin.set_yscale("log")  # lr 1's spikes and lr 0.001's flat loss both readable
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
-        style = "--" if lr == min(groups) else "-"  # dashed over the next rate's line, which it would hide
         for panel, name in ((norm, "norm"), (size, "abs")):  # each seed over its mean of the first steps
             relative = [s[name] / np.mean(s[name][:report.ENDS]) for s in stats]
-            seeds(panel, [list(r) for r in relative], color(lr), "_", style)
+            seeds(panel, [list(r) for r in relative], color(lr), "_")
             means[panel] += list(np.mean(relative, axis=0)) if relative else []
         _ticks(ax, twin)
-    dashed, start = label(min(groups)), f"÷ mean, steps 1–{report.ENDS}"
-    for ax, name in ((norm, f"(e) ‖g‖ ({dashed} dashed)"), (size, f"(f) mean |g| ({dashed} dashed)")):
+    for ax, name in ((norm, "(e) ‖g‖"), (size, "(f) mean |g|")):
         ax.set_yscale("log")
         if means[ax]:
             ax.set_ylim(min(means[ax]) / 1.5, max(means[ax]) * 1.5)
-        ax.set_title(name)
-        ax.set_ylabel(start)
+        ax.set_title(f"{name} ÷ its steps 1–{report.ENDS}")
     _ticks(norm, size)
     for ax in grid.flat:
         ax.set_xlabel("step")
