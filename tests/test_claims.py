@@ -559,7 +559,7 @@ CLAIMS: list[Claim] = [
           holds=lambda d: value(*NET, "MLP 64-64, CNN scheme", "multiply_adds")(d)
           == value(*NET, "MLP 64-64, CNN scheme", "params")(d) - 64 - 64 - 10,
           why="the 64-64 MLP's multiply-adds are its weights: each used once per image"),
-    Claim("Q1.7", "**At the demo's constant rate it converges in fewer epochs and less compute:** validation passes 90 % "
+    Claim("Q1.7", "**Under the demo scheme (a constant rate) it converges in fewer epochs and less compute:** validation passes 90 % "
                   "after 4–5 CNN epochs (2.5–3.2 TFLOP); MLP+BN does not within 10, the plain MLP needs 38–44 "
                   "(6.7–7.8 TFLOP; Q1.3).",
           {"4–5": span(*NET, "CNN, demo scheme", "epoch"), "38–44": span("Q1.3", "crossings", 0.1, "validation_epoch"),
