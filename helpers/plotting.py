@@ -292,10 +292,12 @@ def sharpness(groups: dict[float, Group], title: str) -> Figure:
 def first_steps(groups: dict[float, Group]) -> Figure:
     """Q1.6, the assignment's plot, over the first 100 training steps (mean over the seeds, band: lowest to
     highest): (a–d) per rate, the mean of all gradient entries, with the minibatch loss on the right axis (grey);
-    (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate (log scales)."""
-    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 3.0))
+    (e) the norm ‖g‖ and (f) the mean size |g| of the gradients, every rate, each seed's divided by its mean over the
+    first report.ENDS steps (log scales, set by the mean curves)."""
+    fig, grid = plt.subplots(2, 3, figsize=(WIDTH, 2.85))
     panels = [grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]]
     norm, size = grid[1, 1], grid[1, 2]
+    means: dict[plt.Axes, list[float]] = {norm: [], size: []}  # the mean curves set the scale, not the bands
     for (lr, runs), letter, ax in zip(groups.items(), "abcd", panels):
         stats = report.traced(runs)
         seeds(ax, [list(s["signed"]) for s in stats], color(lr), label(lr))
@@ -307,13 +309,16 @@ def first_steps(groups: dict[float, Group]) -> Figure:
         ax.patch.set_visible(False)
         twin.set_yscale("log")  # lr 1's spikes and lr 0.001's flat loss both readable
         ax.set_title(f"({letter}) {label(lr)}, {len(stats)} seeds")
-        seeds(norm, [list(s["norm"]) for s in stats], color(lr), "_")
-        seeds(size, [list(s["abs"]) for s in stats], color(lr), "_")
+        for panel, name in ((norm, "norm"), (size, "abs")):  # each seed over its mean of the first steps
+            relative = [s[name] / np.mean(s[name][:report.ENDS]) for s in stats]
+            seeds(panel, [list(r) for r in relative], color(lr), "_")
+            means[panel] += list(np.mean(relative, axis=0)) if relative else []
         _ticks(ax, twin)
-    for ax, name, unit in ((norm, "(e) ‖g‖, every rate", "‖g‖"), (size, "(f) mean |g|, every rate", "mean |g|")):
+    for ax, name in ((norm, "(e) ‖g‖"), (size, "(f) mean |g|")):
         ax.set_yscale("log")
-        ax.set_title(name)
-        ax.set_ylabel(unit)
+        if means[ax]:
+            ax.set_ylim(min(means[ax]) / 1.5, max(means[ax]) * 1.5)
+        ax.set_title(f"{name} ÷ its steps 1–{report.ENDS}")
     _ticks(norm, size)
     for ax in grid.flat:
         ax.set_xlabel("step")
@@ -329,24 +334,28 @@ def first_steps(groups: dict[float, Group]) -> Figure:
 
 @figure
 def networks(groups: dict[Any, Group], target: float, title: str) -> Figure:
-    """Q1.7 per network × scheme, mean over the seeds (band: lowest to highest): validation accuracy (a) per epoch
-    and (b) against the training compute spent (TFLOP, log scale). The demo scheme dashed."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(WIDTH, 1.95))
+    """Q1.7 per network × scheme, mean over the seeds (band: lowest to highest): (a) validation accuracy and (b) train
+    loss (mean over each epoch, log scale) per epoch, (c) validation accuracy against the training compute spent
+    (TFLOP, log scale). The demo scheme dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH, 1.9))
     for key, runs in groups.items():
         style = {"demo": "--", "short": "-."}.get(key[1], "-")
-        seeds(left, [[100 * a for a in r.validation_accuracy] for r in runs], color(key), label(key), style)
-        seeds(right, [[100 * a for a in r.validation_accuracy] for r in runs], color(key), "_", style,
-              x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
-    for ax in (left, right):
+        accuracy = [[100 * a for a in r.validation_accuracy] for r in runs]
+        seeds(axes[0], accuracy, color(key), label(key), style)
+        seeds(axes[1], [r.train_loss for r in runs], color(key), "_", style, x0=0.5)  # a mean over each epoch
+        seeds(axes[2], accuracy, color(key), "_", style, x=report.training_tflop(max(runs, key=lambda r: r.epochs)))
+    for ax in (axes[0], axes[2]):
         ax.axhline(100 * target, color="black", lw=0.8, ls=":")
-        ax.set_ylabel("validation (%)")
-    left.set_xlabel("epoch")
-    right.set_xlabel("training compute (TFLOP, log scale)")
-    right.set_xscale("log")
-    left.set_title(f"(a) per epoch; dotted: {100 * target:g} %")
-    right.set_title("(b) against the compute spent")
-    _ticks(left, right)
+    axes[0].set_ylabel("validation (%)")
+    axes[1].set_ylabel("train loss")
+    axes[1].set_yscale("log")
+    axes[2].set_xscale("log")
+    for ax, name, x in zip(axes, (f"(a) validation; dotted: {100 * target:g} %", "(b) train loss (log scale)",
+                                  "(c) against compute"), ("epoch", "epoch", "training TFLOP (log scale)")):
+        ax.set_title(name)
+        ax.set_xlabel(x)
+    _ticks(*axes)
     fig.suptitle(title, fontsize=9)
-    handles, names = left.get_legend_handles_labels()
+    handles, names = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, names, 0.13)
     return fig

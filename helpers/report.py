@@ -1,6 +1,6 @@
 """Numbers read from Histories: how a run ended, a setting over its seeds, Q1.6's gradient statistics, and the one
 rule for "different": p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the
-same runs, the one-sample t-test for a trend. Where a table makes m tests, each p-value is multiplied by m and each
+same runs, the one-sample t-test for per-seed changes against 0. Where a table makes m tests, each p-value is multiplied by m and each
 interval is at 1 − ALPHA / m (Bonferroni), so an interval excludes 0 exactly when p < ALPHA. A run *learned* when
 it ends with at least LEARNED accuracy."""
 from __future__ import annotations
@@ -142,6 +142,13 @@ def selection_score(run: History) -> tuple[float, float]:
     return accuracy, -loss
 
 
+def predicted_classes(run: History, share: float = 0.01) -> list[int]:
+    """The classes the final model predicts for at least `share` of the test images (its confusion matrix's columns);
+    none for a run without one (it diverged)."""
+    counts = np.array(run.confusion or [[0]]).sum(axis=0)
+    return [int(c) for c in np.flatnonzero(counts >= share * counts.sum())] if counts.sum() else []
+
+
 def training_tflop(run: History) -> list[float]:
     """After each epoch: the training compute spent so far (forward and backward passes), in TFLOP."""
     return [run.data_sizes["train"] * (e + 1) * run.flops_per_image / 1e12 for e in range(run.epochs)]
@@ -162,7 +169,7 @@ def gradient_stats(record: dict[str, Any], sizes: list[int]) -> dict[str, np.nda
 
 def traced(runs: Group) -> list[dict[str, np.ndarray]]:
     """Per run that recorded its first steps: their gradient_stats, with the minibatch loss of each ('loss'). A run
-    that diverged before its last recorded step is left out (its trend would be the divergence's)."""
+    that diverged before its last recorded step is left out (its change would be the divergence's)."""
     found = []
     for run in runs:
         record = run.gradients
@@ -182,7 +189,10 @@ def probe_stats(run: History) -> dict[str, np.ndarray] | None:
             **{k: np.array(probe[k], float) for k in ("step", "loss", "sharpness", "dead")}}
 
 
-def slope(series: np.ndarray) -> float:
-    """The least-squares change of a series from its first to its last point (slope × (length − 1))."""
-    steps = np.arange(len(series))
-    return float(np.polyfit(steps, series, 1)[0] * (len(series) - 1))
+ENDS = 10  # Q1.6: a change over the first steps compares the mean of their last ENDS with that of their first ENDS
+
+
+def ends_change(series: np.ndarray, steps: int = ENDS) -> float:
+    """The change of a series from its start to its end: the mean of its last `steps` values minus the mean of its
+    first `steps` (no shape assumed: the curves it is used on are not monotone)."""
+    return float(np.mean(series[-steps:]) - np.mean(series[:steps]))

@@ -22,7 +22,7 @@ HEADERS = {"lr": "Lr", "accuracy": "Accuracy (%)", "epoch": "Epoch", "structure"
            "quickstart": "Quickstart loop (%)", "notebook": "This notebook (%)",
            "chosen": "Chosen", "tflop": "Training TFLOP",
            "lowest_loss": "Lowest val. loss at"}
-PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "quickstart", "notebook",
+PERCENT = ("accuracy", "validation", "train", "diff", "best_validation", "test_there", "quickstart", "notebook",
            "after_10", "train_10", "train_end", "test_end", "gain", "score", "silent")
 
 
@@ -69,35 +69,39 @@ def _crossing(run: Any, target: float) -> tuple[int | str, float | None]:
 def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3, the assignment's table: Lr | Accuracy | Epoch. Epoch, per seed: the first epoch whose test accuracy
     reached `target` ('> N' where it never did in N epochs); Accuracy: the test accuracy at that epoch, mean over the
-    seeds that reached it, or where none did, after the last epoch. Rank: fewest seeds short of the target, then the
-    earliest mean epoch, then the highest accuracy."""
+    seeds that reached it; then the test accuracy after the last epoch. Rank: fewest seeds short of the target, then
+    the earliest mean epoch, then the highest accuracy after the last epoch."""
     rows = []
     for lr, runs in groups.items():
         found = [_crossing(run, target) for run in runs]
         crossed = [e for e, _ in found if isinstance(e, int)]
-        if crossed:
-            accuracy = {"accuracy": mean([a for _, a in found]), "accuracy_std": std([a for _, a in found]),
-                        **({"accuracy_note": f"{len(crossed)} of {len(runs)} seeds"} if len(crossed) < len(runs) else {})}
-        else:
-            accuracy = _summary(runs)
-            note = accuracy.get("accuracy_note")  # how the runs ended, where a seed diverged
-            accuracy["accuracy_note"] = f"at the end, {note}" if note else "at the end"
-        rows.append({"lr": lr, **accuracy, "epoch": [e for e, _ in found],
-                     "order": (len(runs) - len(crossed), mean(crossed) or 0, -(accuracy["accuracy"] or 0))})
+        short = len(runs) - len(crossed)
+        row = {"lr": lr, "accuracy": mean([a for _, a in found]), "accuracy_std": std([a for _, a in found]),
+               "accuracy_note": "not reached" if not crossed else f"{len(crossed)} of {len(runs)} seeds" if short else "",
+               "epoch": [e for e, _ in found], **_summary(runs, prefix="test_end")}
+        rows.append({**row, "order": (short, mean(crossed) or 0, -(row["test_end"] or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank
+    epochs = max(r.recipe.epochs for runs in groups.values() for r in runs)
     return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr",
-                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (test ≥ {100 * target:g} %)")
+                  accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (test ≥ {100 * target:g} %)",
+                  test_end=f"Accuracy at epoch {epochs} (%)")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
     """Q1.3 per seed: the first epoch validation and train accuracy reached `target` (test accuracy's: in
-    epochs_to_target), and the best validation accuracy with its epoch."""
+    epochs_to_target), the best validation accuracy with its epoch, and the test accuracy at that epoch."""
     return _frame([{"lr": lr, **{f"{split}_epoch": [e or f"> {r.epochs}" for e, r in zip(
                                      report.epochs_reaching(runs, target, f"{split}_accuracy"), runs)]
                                  for split in ("validation", "train")},
                     "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
-                    "best_epoch": [report.best_epoch(r) for r in runs]} for lr, runs in groups.items()], "lr")
+                    "best_epoch": [report.best_epoch(r) for r in runs], "test_there": _at_best(runs, "test_accuracy")}
+                   for lr, runs in groups.items()], "lr", test_there="Test there (%)")
+
+
+def _at_best(runs: Group, series: str) -> list[float | None]:
+    """Per seed: a per-epoch series at the epoch of the best validation accuracy (None where there is none)."""
+    return [getattr(r, series)[e - 1] if e else None for r, e in zip(runs, (report.best_epoch(r) for r in runs))]
 
 
 def two_tables(after: dict[float, Group], groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -145,9 +149,7 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
     """Q1.5, capacity against budget: per structure, its rate; train accuracy after the short budget; and within the
     long one, per seed the epochs of the lowest validation loss and of the best validation accuracy, and at the
     latter train and test accuracy and the test accuracy's difference to the base network (adjusted)."""
-    def at_best(runs: Group, series: str) -> list[float | None]:
-        return [getattr(r, series)[report.best_epoch(r) - 1] if r.validation_accuracy else None for r in runs]
-    found = {name: {s: at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
+    found = {name: {s: _at_best(runs, f"{s}_accuracy") for s in ("train", "test")} for name, runs in long.items()}
     tested = {name: _cells(found[name]["test"], found[base]["test"], len(long) - 1) for name in long if name != base}
     n = short[base][0].epochs
     return _frame([{"structure": name, "lr": runs[0].recipe.lr, **_summary(short[name], "train_accuracy", "train_10"),
@@ -161,9 +163,9 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
 
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
-    """Q1.6 per rate over the first 100 steps, the statistic fixed in advance: per seed, the least-squares change Δ
-    from step 1 to 100 of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested against 0
-    over the seeds, adjusted over the table's tests (the loss is in the figure).
+    """Q1.6 per rate over the first steps traced: per seed, the change Δ (report.ends_change: the mean of the last
+    report.ENDS steps − that of the first) of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested
+    against 0 over the seeds, adjusted over the table's tests (the loss is in the figure).
     Seeds: the runs traced (report.traced leaves out a run that diverged within its first steps)."""
     traced = {lr: report.traced(runs) for lr, runs in groups.items()}
     tests = 3 * len(groups)
@@ -171,8 +173,8 @@ def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
     for lr, found in traced.items():
         row: dict[str, Any] = {"lr": lr, "seeds": len(found)}
         for name in ("signed", "norm", "abs"):
-            trend = report.change([report.slope(t[name]) for t in found], tests)
-            row |= {f"{name}_change": trend.difference, f"{name}_change_ci": trend.ci, f"{name}_p": trend.p}
+            change = report.change([report.ends_change(t[name]) for t in found], tests)
+            row |= {f"{name}_change": change.difference, f"{name}_change_ci": change.ci, f"{name}_p": change.p}
         rows.append(row)
     return _frame(rows, "lr", seeds="Seeds", signed_change="Δ mean g", signed_p="p", norm_change="Δ ‖g‖", norm_p="p",
                   abs_change="Δ mean |g|", abs_p="p")  # each p: of the Δ on its left
@@ -207,19 +209,23 @@ def probe(groups: dict[float, Group]) -> pd.DataFrame:
                      "loss_end": mean([float(p["loss"][-1]) for p in probes]),
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
                      "norm_end": [float(p["norm"][-1]) for p in probes]})
-    return _frame(rows, "lr", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0", norm_end="‖g‖, last step",
-                  loss_end="Loss, last step", sharp_end="Sharpness, last step")
+    end = f"epoch {max(r.recipe.epochs for runs in groups.values() for r in runs)}"  # after its last step
+    return _frame(rows, "lr", lr="Lr (probe)", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0",
+                  norm_end=f"‖g‖, {end}", loss_end=f"Loss, {end}", sharp_end=f"Sharpness, {end}")
 
 
 def networks(groups: dict[Any, Group], target: float, labels: dict[Any, str]) -> pd.DataFrame:
     """Q1.7, each network and scheme as trained (`labels` name them): rate, test accuracy, parameters, multiply-adds,
-    training compute, the first epoch validation accuracy reached `target` (per seed)."""
+    training compute, the last epoch's train loss (mean over the seeds that did not diverge), the first epoch
+    validation accuracy reached `target` (per seed)."""
     return _frame([{"network": labels.get(key, str(key)), "lr": runs[0].recipe.lr,
                     **_summary(runs), "params": runs[0].parameters, "multiply_adds": runs[0].multiply_adds,
                     "tflop": max((report.training_tflop(r)[-1] for r in runs if r.epochs), default=None),
+                    "loss_train": mean(values(runs, "train_loss")),
                     "epoch": report.epochs_reaching(runs, target, "validation_accuracy")}
                    for key, runs in groups.items()], "network",
-                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP")
+                  epoch=f"Val. ≥ {100 * target:g} % at", multiply_adds="Multiply-adds", tflop="TFLOP",
+                  loss_train="Train loss")
 
 
 def effects(groups: dict[Any, Group], changes: dict[str, tuple[Any, Any]]) -> pd.DataFrame:
@@ -258,7 +264,7 @@ def number(column: str, value: Any) -> str:
         return value
     base = column.removesuffix("_ci").removesuffix("_std")
     if column == "p" or column.endswith("_p"):
-        return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
+        return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
     if base in PERCENT:
         text = f"{100 * value:+.2f}" if base in ("diff", "gain") and column == base else f"{100 * value:.2f}"
     elif base.startswith(("signed", "norm", "loss", "share", "cancel", "sharp", "abs")):

@@ -103,6 +103,25 @@ def test_text_prints_at_9_points_and_code_at_8(pdf):
 
 
 @needs_tools
+def test_no_table_or_text_runs_past_the_right_edge(pdf):
+    """A table wider than the page is cut off, not shrunk: the print engine clips outputs about 20 pt inside the
+    page's margin (Q1.7's networks table once lost its last column there), so no text may reach past that."""
+    from pdfminer.high_level import extract_pages
+    from pdfminer.layout import LTTextLine
+    def lines(item):
+        if isinstance(item, LTTextLine):
+            yield item
+        elif hasattr(item, "__iter__"):
+            for child in item:
+                yield from lines(child)
+    margin = float(re.search(r"@page \{ size: A4; margin: [\d.]+mm ([\d.]+)mm", (ROOT / "tools" / "pdf_template" /
+                             "index.html.j2").read_text(encoding="utf-8")).group(1)) * 72 / 25.4
+    past = [(number, line.get_text().strip()[-30:]) for number, page in enumerate(extract_pages(pdf), start=1)
+            for line in lines(page) if line.x1 > page.width - margin - 20]
+    assert not past, f"cut off at the right edge (page, text): {past}"
+
+
+@needs_tools
 def test_every_section_is_in_the_pdf_and_the_overview_comes_first(pdf):
     flat = " ".join(text_of(pdf).split())
     positions = [flat.find(section) for section in SECTIONS]

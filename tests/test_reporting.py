@@ -140,6 +140,9 @@ def test_outcomes_of_every_kind():
     assert report.outcome(COLLAPSED[0]) == "did not learn" and report.outcome(GOOD) == "learned"
     assert report.outcomes([GOOD, COLLAPSED[0], DIVERGED[1]]) == "1 learned, 1 did not learn, diverged at step 38"
     assert report.values(DIVERGED) == [None, None, None] and report.mean([None, 0.9, 0.8]) == pytest.approx(0.85)
+    one_class = [[995 if p == 4 else 5 if p == 7 else 0 for p in range(10)] for _ in range(10)]  # class 7: 0.5 %
+    assert report.predicted_classes(dataclasses.replace(GOOD, confusion=one_class)) == [4]
+    assert report.predicted_classes(GOOD) == list(range(10)) and report.predicted_classes(DIVERGED[0]) == []
 
 
 def differ(d: report.Difference) -> bool:
@@ -195,15 +198,20 @@ def test_tables_are_numbers_and_show_every_outcome():
     assert crossings.loc[0.1, "validation_epoch"] == [2, 1, "> 3"] and crossings.loc[0.1, "train_epoch"] == [2, 1, "> 3"]
     assert crossings.loc[0.1, "best_validation"] == [0.931, 0.941, 0.861]
     assert crossings.loc[0.1, "best_epoch"] == [3] * 3
+    assert crossings.loc[0.1, "test_there"] == [r.test_accuracy[2] for r in RATES[0.1]]  # at the best validation epoch
     assert crossings.loc[10.0, "best_epoch"] == [None, None, 2] and "test_epoch" not in crossings
     peaked = run([0.8, 0.91, 0.93], validation=[0.9, 0.8, 0.9])  # the best validation: its first epoch
     assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "best_epoch"] == [1]
+    assert tables.crossings({0.1: [peaked]}, 0.9).loc[0.1, "test_there"] == [0.8]  # then, not at the end
     loop = tables.quickstart({0.1: [GOOD, NEVER]}, {0.1: [FIRST_EPOCH, NEVER]})
     assert loop.loc[0.1, "diff"] == pytest.approx((0.93 + 0.86) / 2 - (0.94 + 0.86) / 2)
     labels = {key: plotting.label(key) for key in CELLS}
     cells = tables.networks(CELLS, 0.9, labels)
     assert list(cells.index) == ["MLP, demo scheme", "CNN, demo scheme", "MLP, CNN scheme", "CNN, CNN scheme"]
     assert cells.loc["MLP, demo scheme", "epoch"] == [2, None]
+    assert cells.loc["MLP, demo scheme", "loss_train"] == pytest.approx(np.mean(
+        [r.train_loss[-1] for r in CELLS["base", "demo"]]))
+    assert cells.loc["MLP, CNN scheme", "loss_train"] == pytest.approx(GOOD.train_loss[-1])  # a diverged seed: none
     assert cells.loc["MLP, demo scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)
     assert cells.loc["MLP, CNN scheme", "tflop"] == pytest.approx(3 * 500 * 4_000_000 / 1e12)  # seed 0 diverged
     searched = tables.search(SEARCHES)
@@ -219,22 +227,23 @@ def test_tables_are_numbers_and_show_every_outcome():
 
 def test_q1_3_counts_epochs_until_the_test_accuracy_reaches_the_target_and_reports_it_then():
     """The first epoch whose TEST accuracy (the one the quickstart prints) reached the target, the test accuracy AT
-    that epoch; '> N' for a run that never reached it, and where no seed did, the test accuracy after the last epoch
-    (said so in the cell); the reason for a run that diverged first."""
+    that epoch ('not reached' where no seed did); '> N' for a run that never reached it; the reason for a run that
+    diverged first; then, in a column of its own, the test accuracy after the last epoch."""
     crossing = run([0.8, 0.92, 0.89], validation=[0.95, 0.95, 0.95])  # validation crossed first; test dips after
     table = tables.epochs_to_target({0.1: [crossing], 0.01: [NEVER]}, 0.9)
     assert table.loc[0.1, "epoch"] == [2] and table.loc[0.1, "accuracy"] == pytest.approx(0.92)
-    assert table.loc[0.01, "epoch"] == ["> 3"] and table.loc[0.01, "accuracy"] == pytest.approx(0.86)
-    assert "86.00 (at the end)" in shown(table) and "92.00" in shown(table)
+    assert table.loc[0.01, "epoch"] == ["> 3"] and table.loc[0.01, "test_end"] == pytest.approx(0.86)
+    assert table.loc[0.1, "test_end"] == pytest.approx(0.89)  # the crossing's accuracy and the end's apart
+    assert tables.view(table).iloc[1, 0] == "not reached" and "86.00" in shown(table) and "92.00" in shown(table)
     everything = tables.epochs_to_target(RATES, 0.9)
     assert everything.loc[0.1, "epoch"] == [2, 1, "> 3"]
     assert everything.loc[0.1, "accuracy"] == pytest.approx((0.91 + 0.92) / 2)  # the seeds that reached it
     assert everything.loc[0.1, "accuracy_note"] == "2 of 3 seeds"
     assert everything.loc[10.0, "epoch"] == ["diverged at step 1", "diverged at step 38", "diverged at step 130"]
-    assert everything.loc[1.0, "epoch"] == ["> 3"] * 3 and everything.loc[1.0, "accuracy"] == pytest.approx(0.1)
+    assert everything.loc[1.0, "epoch"] == ["> 3"] * 3 and everything.loc[1.0, "test_end"] == pytest.approx(0.1)
     text = shown(everything)
     assert "2, 1, > 3" in text and list(tables.view(everything).columns) == [
-        "Accuracy (test at Epoch, %)", "Epoch (test ≥ 90 %)", "Rank"]
+        "Accuracy (test at Epoch, %)", "Epoch (test ≥ 90 %)", "Accuracy at epoch 3 (%)", "Rank"]
     assert "diverged at step 1, diverged at step 38, diverged at step 130" in text  # why lr 10 has no accuracy
     def at(epoch, value, seed):  # test accuracy `value` from `epoch` on (4: only the last, below the target)
         return run([0.5] * (min(epoch, 3) - 1) + [value] * (4 - min(epoch, 3)), seed=seed)
@@ -243,9 +252,12 @@ def test_q1_3_counts_epochs_until_the_test_accuracy_reaches_the_target_and_repor
                                       0.001: [at(4, 0.6, 0), at(4, 0.6, 1)], 0.003: [at(4, 0.8, 0), at(4, 0.8, 1)]},
                                      0.9)
     # fewest seeds short of the target first (lr 1 after lr 0.01, though one seed crossed at epoch 1), then the
-    # earliest mean epoch, then the higher test accuracy (at the crossing: lr 0.3's 0.95 before 0.1's 0.91; at the
-    # end where none crossed: 0.003 before 0.001)
+    # earliest mean epoch, then the higher test accuracy after the last epoch (lr 0.3's 0.95 before 0.1's 0.91;
+    # where none crossed: 0.003 before 0.001)
     assert dict(ranked["rank"]) == {0.3: 1, 0.1: 2, 0.01: 3, 1.0: 4, 0.003: 5, 0.001: 6}
+    dips = run([0.5, 0.95, 0.85])  # crosses higher than `stays`, ends lower: ranked by the end
+    stays = run([0.5, 0.91, 0.91])
+    assert dict(tables.epochs_to_target({0.1: [dips], 0.3: [stays]}, 0.9)["rank"]) == {0.3: 1, 0.1: 2}
 
 
 def test_q1_4_puts_both_tables_side_by_side_with_the_gain_of_the_later_epochs_paired_by_seed():
@@ -299,7 +311,7 @@ def traced(signed: tuple[float, float], norm: tuple[float, float], loss: tuple[f
 
 
 def test_q1_6_first_steps_measures_the_change_over_100_steps_and_adjusts_for_the_tables_tests():
-    trend = {0.1: [traced((1e-5, b), (5.0, d), (2.3, e), s)
+    lines = {0.1: [traced((1e-5, b), (5.0, d), (2.3, e), s)
                    for s, (b, d, e) in enumerate([(1e-8, 0.01, -0.001), (2e-8, 0.02, -0.002), (4e-8, 0.03, -0.004)])],
              0.01: [traced((1e-5, b), (5.0, d), (2.3, e), s)
                     for s, (b, d, e) in enumerate([(1e-8, 0.01, 0.001), (-2e-8, 0.0, -0.002), (0.5e-8, -0.02, 0.0)])]}
@@ -307,21 +319,22 @@ def test_q1_6_first_steps_measures_the_change_over_100_steps_and_adjusts_for_the
     diverged = dataclasses.replace(diverged, recipe=dataclasses.replace(diverged.recipe, gradient_steps=100),
                                    gradients={**diverged.gradients, "steps": {k: v[:40] for k, v in
                                                                              diverged.gradients["steps"].items()}})
-    table = tables.first_steps({0.1: [*trend[0.1], diverged], 0.01: trend[0.01]})
+    table = tables.first_steps({0.1: [*lines[0.1], diverged], 0.01: lines[0.01]})
     assert table.loc[0.1, "seeds"] == 3  # the diverged run is left out
     assert list(tables.view(table).columns) == ["Seeds", "Δ mean g", "p", "Δ ‖g‖", "p", "Δ mean |g|", "p"]
-    plt.close(plotting.first_steps({0.1: trend[0.1], 10.0: [diverged]}))  # a rate with no run left: an empty panel
-    assert table.loc[0.1, "signed_change"] == pytest.approx(99 * 7e-8 / 3)  # the slope × 99 steps, mean of 3 seeds
-    assert table.loc[0.1, "norm_change"] == pytest.approx(99 * 0.02)
-    assert table.loc[0.1, "abs_change"] == pytest.approx(99 * 7e-8 / 3)  # every entry positive: |g| is g
-    raw = [stats.ttest_1samp([99 * x for x in slopes], 0).pvalue  # mean g, ‖g‖ and mean |g| (the loss: not tested)
-           for slopes in ([1e-8, 2e-8, 4e-8], [0.01, 0.02, 0.03], [1e-8, 2e-8, 4e-8],
+    plt.close(plotting.first_steps({0.1: lines[0.1], 10.0: [diverged]}))  # a rate with no run left: an empty panel
+    assert table.loc[0.1, "signed_change"] == pytest.approx(90 * 7e-8 / 3)  # last 10 − first 10 of a line: 90 steps
+    assert table.loc[0.1, "norm_change"] == pytest.approx(90 * 0.02)
+    assert table.loc[0.1, "abs_change"] == pytest.approx(90 * 7e-8 / 3)  # every entry positive: |g| is g
+    raw = [stats.ttest_1samp([90 * x for x in per_step], 0).pvalue  # mean g, ‖g‖ and mean |g| (the loss: not tested)
+           for per_step in ([1e-8, 2e-8, 4e-8], [0.01, 0.02, 0.03], [1e-8, 2e-8, 4e-8],
                           [1e-8, -2e-8, 0.5e-8], [0.01, 0.0, -0.02], [1e-8, -2e-8, 0.5e-8])]
     adjusted = [min(1.0, 6 * p) for p in raw]  # one family: the table's 6 tests
     assert list(table.loc[0.1, ["signed_p", "norm_p", "abs_p"]]) == pytest.approx(adjusted[:3])
     assert list(table.loc[0.01, ["signed_p", "norm_p", "abs_p"]]) == pytest.approx(adjusted[3:])
     assert not [c for c in table if c.startswith("loss")]  # the loss is drawn, not tested
-    assert report.slope(np.array([3.0, 5.0, 7.0, 9.0])) == pytest.approx(6.0)  # first to last point of the fit
+    rise_and_fall = np.where((np.arange(100) >= 10) & (np.arange(100) < 30), 5.0, 0.0)  # a fitted line would fall
+    assert report.ends_change(rise_and_fall) == 0.0 and report.ends_change(np.arange(100.0)) == pytest.approx(90.0)
     shown(table)
 
 
@@ -351,8 +364,8 @@ def test_the_selection_score_averages_the_last_3_epochs_under_a_constant_rate_an
 def test_the_one_formatter():
     assert tables.number("accuracy", 0.87404) == "87.40" and tables.number("diff", -0.0023) == "−0.23"
     assert tables.number("diff_ci", 0.019) == "1.90" and tables.number("p", 0.0004) == "< 0.001"
-    assert tables.number("p", 0.0062) == "0.006" and tables.number("p", 0.0312) == "0.03"
-    assert tables.number("signed_p", 0.0312) == "0.03" and tables.number("gain", 0.07) == "+7.00"
+    assert tables.number("p", 0.0062) == "0.006" and tables.number("p", 0.0312) == "0.031" and tables.number("p", 0.12) == "0.12"
+    assert tables.number("signed_p", 0.0312) == "0.031" and tables.number("gain", 0.07) == "+7.00"
     assert tables.number("params", 669706) == "669,706" and tables.number("signed_start", 0.00036) == "3.6e−04"
     assert tables.number("norm_change", -0.01234) == "−0.012" and tables.number("cancel", 0.0) == "0.0e+00"
     assert tables.number("lr", 0.001) == "0.001" and tables.number("lowest_loss", [50, 38, None]) == "50, 38, —"
