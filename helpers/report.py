@@ -1,8 +1,8 @@
 """Numbers read from Histories: how a run ended, a setting over its seeds, Q1.6's gradient statistics, and the one
 rule for "different": p < ALPHA — Welch's t-test between two settings, the paired t-test for a change within the
-same runs, the one-sample t-test for per-seed changes against 0. Where a table makes m tests, each p-value is multiplied by m and each
-interval is at 1 − ALPHA / m (Bonferroni), so an interval excludes 0 exactly when p < ALPHA. A run *learned* when
-it ends with at least LEARNED accuracy."""
+same runs, the one-sample t-test for per-seed changes against 0. Where a table makes m tests, each p-value is
+multiplied by m and each interval is at 1 − ALPHA / m (Bonferroni), so an interval excludes 0 exactly when
+p < ALPHA. A run *learned* when it ends with at least LEARNED accuracy."""
 from __future__ import annotations
 
 import math

@@ -82,10 +82,9 @@ def epochs_to_target(groups: dict[float, Group], target: float) -> pd.DataFrame:
         rows.append({**row, "order": (short, mean(crossed) or 0, -(row["test_end"] or 0))})
     for rank, row in enumerate(sorted(rows, key=lambda r: r["order"]), start=1):
         row["rank"] = rank
-    epochs = max(r.recipe.epochs for runs in groups.values() for r in runs)
     return _frame([{k: v for k, v in row.items() if k != "order"} for row in rows], "lr",
                   accuracy="Accuracy (test at Epoch, %)", epoch=f"Epoch (test ≥ {100 * target:g} %)",
-                  test_end=f"Accuracy at epoch {epochs} (%)")
+                  test_end=f"Accuracy at epoch {_epochs(groups)} (%)")
 
 
 def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
@@ -97,6 +96,11 @@ def crossings(groups: dict[float, Group], target: float) -> pd.DataFrame:
                     "best_validation": [max(r.validation_accuracy, default=None) for r in runs],
                     "best_epoch": [report.best_epoch(r) for r in runs], "test_there": _at_best(runs, "test_accuracy")}
                    for lr, runs in groups.items()], "lr", test_there="Test there (%)")
+
+
+def _epochs(groups: dict[Any, Group]) -> int:
+    """The most epochs any run of these groups was set to train (what 'the end' means in a header)."""
+    return max(r.recipe.epochs for runs in groups.values() for r in runs)
 
 
 def _at_best(runs: Group, series: str) -> list[float | None]:
@@ -121,7 +125,7 @@ def two_tables(after: dict[float, Group], groups: dict[float, Group], target: fl
                      "lowest_loss": [report.best_epoch(r, "validation_loss", lowest=True) for r in runs],
                      "edge": mean([float(np.nanmax(p["sharpness"])) * lr / 2 for p in probes if p is not None]),
                      "silent": mean([float(p["dead"][-1, -1]) for p in probes if p is not None and len(p["dead"])])})
-    epochs = max(r.recipe.epochs for runs in groups.values() for r in runs)
+    epochs = _epochs(groups)
     return _frame(rows, "lr", after_10=f"Q1.2: epoch {start} (%)", epoch="Q1.3: epoch",
                   test_end=f"Epoch {epochs} (%)", gain=f"{epochs} − {start} (points, CI)",
                   edge="Peak λ × lr / 2", silent="Silent at end (%)")
@@ -164,8 +168,8 @@ def capacity(short: dict[str, Group], long: dict[str, Group], base: str = "base"
 
 def first_steps(groups: dict[float, Group]) -> pd.DataFrame:
     """Q1.6 per rate over the first steps traced: per seed, the change Δ (report.ends_change: the mean of the last
-    report.ENDS steps − that of the first) of the mean of the gradients, of their norm ‖g‖ and of their mean size |g|, tested
-    against 0 over the seeds, adjusted over the table's tests (the loss is in the figure).
+    report.ENDS steps − that of the first) of the mean of the gradients, of their norm ‖g‖ and of their mean size
+    |g|, tested against 0 over the seeds, adjusted over the table's tests (the loss is in the figure).
     Seeds: the runs traced (report.traced leaves out a run that diverged within its first steps)."""
     traced = {lr: report.traced(runs) for lr, runs in groups.items()}
     tests = 3 * len(groups)
@@ -209,7 +213,7 @@ def probe(groups: dict[float, Group]) -> pd.DataFrame:
                      "loss_end": mean([float(p["loss"][-1]) for p in probes]),
                      "sharp_end": mean([float(p["sharpness"][-1]) for p in probes]),
                      "norm_end": [float(p["norm"][-1]) for p in probes]})
-    end = f"epoch {max(r.recipe.epochs for runs in groups.values() for r in runs)}"  # after its last step
+    end = f"epoch {_epochs(groups)}"  # after its last step
     return _frame(rows, "lr", lr="Lr (probe)", norm_start="‖g‖, step 0", sharp_start="Sharpness, step 0",
                   norm_end=f"‖g‖, {end}", loss_end=f"Loss, {end}", sharp_end=f"Sharpness, {end}")
 

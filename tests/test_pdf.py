@@ -21,8 +21,9 @@ SECTIONS = ["Q1.1 The data", "Q1.2 Learning rate", "Q1.3 Learning rate", "Q1.4 W
 RUN_LOGS = ["NBVAL", "nbval", "loaded from", "REPO_URL", "Traceback", r"\d+%\|", "training it", r"trained \d+ of \d+ runs",
             "runs loaded, made on"]  # regular expressions
 ANSWER_PAGES = 6
-MARGIN_MM = float(re.search(r"@page \{ size: A4; margin: ([\d.]+)mm", (ROOT / "tools" / "pdf_template" / "index.html.j2")
-                            .read_text(encoding="utf-8")).group(1))  # the template's top margin
+MARGIN_MM, SIDE_MARGIN_MM = map(float, re.search(  # the template's top and side margins
+    r"@page \{ size: A4; margin: ([\d.]+)mm ([\d.]+)mm", (ROOT / "tools" / "pdf_template" / "index.html.j2")
+    .read_text(encoding="utf-8")).groups())
 APPENDIX_PAGES = 4
 
 spec = importlib.util.spec_from_file_location("pdf_tool", ROOT / "tools" / "pdf.py")
@@ -85,18 +86,21 @@ def test_the_appendices_fit_in_4_pages_and_no_page_but_the_last_is_more_than_a_t
     assert not {n: round(b, 2) for n, b in blank.items() if b > 1 / 3 and n != last}, blank
 
 
+def laid_out(item, kind: type):
+    """Every element of type `kind` in a pdfminer layout tree (a page, a box, a line)."""
+    if isinstance(item, kind):
+        yield item
+    elif hasattr(item, "__iter__"):
+        for child in item:
+            yield from laid_out(child, kind)
+
+
 @needs_tools
 def test_text_prints_at_9_points_and_code_at_8(pdf):
     """Exact sizes from the PDF's own text: body text and tables 9 pt or more, code (monospace) 8 pt or more."""
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LTChar
-    def chars(item):
-        if isinstance(item, LTChar):
-            yield item
-        elif hasattr(item, "__iter__"):
-            for child in item:
-                yield from chars(child)
-    sizes = {(round(c.size, 1), "Mono" in c.fontname) for page in extract_pages(pdf) for c in chars(page)
+    sizes = {(round(c.size, 1), "Mono" in c.fontname) for page in extract_pages(pdf) for c in laid_out(page, LTChar)
              if c.get_text().strip()}
     assert min(size for size, mono in sizes if not mono) >= 9, sorted(sizes)
     assert min(size for size, mono in sizes if mono) >= 8, sorted(sizes)
@@ -108,16 +112,9 @@ def test_no_table_or_text_runs_past_the_right_edge(pdf):
     page's margin (Q1.7's networks table once lost its last column there), so no text may reach past that."""
     from pdfminer.high_level import extract_pages
     from pdfminer.layout import LTTextLine
-    def lines(item):
-        if isinstance(item, LTTextLine):
-            yield item
-        elif hasattr(item, "__iter__"):
-            for child in item:
-                yield from lines(child)
-    margin = float(re.search(r"@page \{ size: A4; margin: [\d.]+mm ([\d.]+)mm", (ROOT / "tools" / "pdf_template" /
-                             "index.html.j2").read_text(encoding="utf-8")).group(1)) * 72 / 25.4
+    margin = SIDE_MARGIN_MM * 72 / 25.4  # in points
     past = [(number, line.get_text().strip()[-30:]) for number, page in enumerate(extract_pages(pdf), start=1)
-            for line in lines(page) if line.x1 > page.width - margin - 20]
+            for line in laid_out(page, LTTextLine) if line.x1 > page.width - margin - 20]
     assert not past, f"cut off at the right edge (page, text): {past}"
 
 
